@@ -1,0 +1,217 @@
+"""The init_* steps create_app runs, in order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from flask import Response
+from flask import jsonify
+from flask import render_template
+from flask import request
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import resource_dir
+from .config import load_config
+from .config import validate_config
+from .database import db
+from .extensions import csrf
+from .extensions import login_manager
+from .extensions import migrate
+from .logs import configure_logging
+
+log = logging.getLogger("authserver")
+
+# Content Security Policy for every HTML page: our own stylesheet only, no scripts
+# inline or foreign, never framed (clickjacking on the consent page).
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' https: http://127.0.0.1:* http://localhost:*; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def init_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
+    """Load and validate settings, then derive Flask's own keys from them."""
+    settings = load_config(app.instance_path, overrides)
+    validate_config(settings)
+    app.config.update(settings)
+    secure = str(settings["ISSUER"]).startswith("https://")
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=_sqlalchemy_url(settings["DATABASE_URL"]),
+        SESSION_COOKIE_NAME="authserver_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=secure,
+        PERMANENT_SESSION_LIFETIME=12 * 3600,
+        WTF_CSRF_SSL_STRICT=secure,
+        PREFERRED_URL_SCHEME="https" if secure else "http",
+    )
+    configure_logging(str(settings["LOG_FORMAT"]))
+    if settings["PROXY_HOPS"]:
+        hops = int(settings["PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
+
+
+def _sqlalchemy_url(url: str) -> str:
+    # psycopg 3 is the driver we ship; plain postgresql:// would pick psycopg2.
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def init_database(app: Flask) -> None:
+    """Bind SQLAlchemy with pool pre-ping and timeouts, and Flask-Migrate."""
+    timeout = int(app.config["DB_TIMEOUT_SECONDS"])
+    url = str(app.config["SQLALCHEMY_DATABASE_URI"])
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        options["connect_args"] = {
+            "connect_timeout": timeout,
+            # A stuck query must not hold a worker forever: answer 503 instead.
+            "options": f"-c statement_timeout={timeout * 1000}",
+        }
+        options["pool_size"] = 5
+        options["max_overflow"] = 5
+        options["pool_timeout"] = timeout
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    db.init_app(app)
+    migrate.init_app(app, db, directory=resource_dir("migrations"), render_as_batch=True)
+    import authserver.models  # noqa: F401 - registers every table
+
+
+def init_login(app: Flask) -> None:
+    """Set up Flask-Login and CSRF protection."""
+    from .services.users import get_user_by_session_id
+
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None  # type: ignore[assignment]
+    # "basic", not "strong": phones switch networks mid-flow (IFTTT's app), and strong
+    # mode would drop the session whenever the address changes.
+    login_manager.session_protection = "basic"
+    login_manager.user_loader(get_user_by_session_id)
+    csrf.init_app(app)
+
+
+def init_blueprints(app: Flask) -> None:
+    """Register every blueprint."""
+    from .blueprints import account
+    from .blueprints import auth
+    from .blueprints import health
+    from .blueprints import ifttt
+    from .blueprints import oauth
+
+    for module in (auth, oauth, ifttt, account, health):
+        app.register_blueprint(module.bp)
+
+
+def init_cli(app: Flask) -> None:
+    """Attach the admin command groups."""
+    from .cli import register_commands
+
+    register_commands(app)
+
+
+def _no_store(response: Response) -> None:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
+def init_security_headers(app: Flask) -> None:
+    """Add security headers to every response; HSTS when served over https."""
+    hsts = str(app.config["ISSUER"]).startswith("https://")
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        if response.mimetype == "text/html":
+            headers["Content-Security-Policy"] = CSP
+            headers["X-Frame-Options"] = "DENY"
+            # Forms carry CSRF tokens and pages may show codes: never cache them.
+            _no_store(response)
+        if hsts:
+            headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        if request.path.startswith(("/oauth/", "/ifttt/")) and request.path != (
+            "/.well-known/oauth-authorization-server"
+        ):
+            headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(("/oauth/token", "/oauth/revoke", "/oauth/introspect",
+                                    "/ifttt/", "/.well-known/", "/metrics", "/readyz",
+                                    "/healthz", "/openapi.json"))
+
+
+def _json_error(status: int, error: str, description: str) -> Response:
+    if request.path.startswith("/ifttt/"):
+        response = jsonify(errors=[{"message": description}])
+    else:
+        response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    _no_store(response)
+    return response
+
+
+def init_error_handlers(app: Flask) -> None:
+    """Map HTTP errors, outages and bugs to clean answers (never a traceback)."""
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response | tuple[str, int]:
+        status = error.code or 500
+        description = error.description or error.name
+        if status == 413:
+            description = "The request body is too large."
+        if _wants_json() or request.path.startswith("/oauth/"):
+            code = {405: "invalid_request", 413: "invalid_request", 404: "not_found"}.get(
+                status, "invalid_request"
+            )
+            response = _json_error(status, code, description)
+            if status == 405 and error.get_response().headers.get("Allow"):
+                response.headers["Allow"] = error.get_response().headers["Allow"]
+            return response
+        return render_template("errors/error.html", status=status, title=error.name,
+                               message=description), status
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DBAPIError)
+    def _database_down(error: SQLAlchemyError) -> Response | tuple[str, int]:
+        # A database outage is not the caller's fault: 503 makes IFTTT retry later,
+        # whereas a 401 would count toward disabling the user's Applets.
+        db.session.rollback()
+        log.error("database unavailable: %s", type(error).__name__)
+        counter = app.extensions.get("authserver.count")
+        if counter is not None:
+            counter("db_error")
+        message = "The service is temporarily unavailable. Please retry."
+        if _wants_json() or request.path.startswith("/oauth/"):
+            response = _json_error(503, "temporarily_unavailable", message)
+            response.headers["Retry-After"] = "5"
+            return response
+        return render_template("errors/error.html", status=503, title="Unavailable",
+                               message=message), 503
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response | tuple[str, int]:
+        if isinstance(error, HTTPException):
+            return _http_error(error)
+        db.session.rollback()
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if _wants_json() or request.path.startswith("/oauth/"):
+            return _json_error(500, "server_error", "Internal error.")
+        return render_template("errors/error.html", status=500, title="Error",
+                               message="Something went wrong."), 500

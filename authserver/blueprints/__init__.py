@@ -1,0 +1,1 @@
+"""HTTP blueprints: auth, oauth, ifttt, account, health."""

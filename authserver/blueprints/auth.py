@@ -1,0 +1,92 @@
+"""Login and logout pages."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint
+from flask import Response
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+from flask_login import current_user
+from flask_login import login_user
+from flask_login import logout_user
+
+from ..forms import LoginForm
+from ..limits import login_limit_exceeded
+from ..limits import record_login_failure
+from ..services import users as user_service
+from ..services.audit import record_event_now
+
+bp = Blueprint("auth", __name__)
+security_log = logging.getLogger("authserver.security")
+
+LOGIN_FAILED = "Invalid username or password."
+
+
+def safe_next(target: str | None) -> str | None:
+    """Return a same-site path to continue to, or None (no open redirects)."""
+    if not target or len(target) > 4096:
+        return None
+    # Only local absolute paths: "//host" and "/\host" are protocol-relative in browsers.
+    if not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    if any(ord(ch) < 0x20 for ch in target) or "\\" in target.split("?", 1)[0]:
+        return None
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | str | tuple[str, int]:
+    """Show the login form and log the user in."""
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = safe_next(request.args.get("next")) or ""
+        if current_user.is_authenticated and form.next.data:
+            return redirect(form.next.data)  # type: ignore[return-value]
+        return render_template("auth/login.html", form=form)
+    if not form.validate_on_submit():
+        status = 400
+        error = "Please fill in both fields." if form.csrf_token.errors == [] else (
+            "Your session expired. Please try again."
+        )
+        return render_template("auth/login.html", form=form, error=error), status
+    username = form.username.data or ""
+    if login_limit_exceeded(username):
+        return render_template(
+            "auth/login.html", form=form,
+            error="Too many attempts. Please wait a few minutes and try again.",
+        ), 429
+    user = user_service.authenticate(username, form.password.data or "")
+    if user is None:
+        record_login_failure(username)
+        security_log.warning("login failed username=%s", username[:150])
+        record_event_now("login.failed", username=username[:150])
+        counter = _counter()
+        if counter:
+            counter("login_failed")
+        return render_template("auth/login.html", form=form, error=LOGIN_FAILED), 401
+    target = safe_next(form.next.data) or url_for("account.apps")
+    # Drop everything from before the login (session fixation); Flask-WTF issues a
+    # fresh CSRF secret into the new session.
+    session.clear()
+    login_user(user)
+    session.permanent = True
+    return redirect(target)  # type: ignore[return-value]
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """Log out (POST with CSRF, so a link on another site cannot do it)."""
+    logout_user()
+    session.clear()
+    return redirect(url_for("auth.login"))  # type: ignore[return-value]
+
+
+def _counter():  # type: ignore[no-untyped-def]
+    from flask import current_app
+
+    return current_app.extensions.get("authserver.count")

@@ -1,0 +1,26 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from flask import jsonify
+
+from ..migrations_state import database_state
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Answer 200 while the process serves requests (no database work)."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> Response | tuple[Response, int]:
+    """Answer 200 when the database answers and its schema is at the head revision."""
+    state = database_state()
+    if state.ready:
+        return jsonify(status="ready", revision=state.current)
+    return jsonify(status="unavailable", reason=state.reason), 503

@@ -1,0 +1,45 @@
+"""IFTTT's user information endpoint."""
+
+from __future__ import annotations
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import jsonify
+
+from ..models import AccessToken
+from ..oauth2.protector import make_protector
+
+bp = Blueprint("ifttt", __name__)
+protector = make_protector()
+
+INVALID_TOKEN = "Invalid or expired access token."
+
+
+def ifttt_error(message: str, status: int) -> Response:
+    """Answer in IFTTT's error shape: {"errors": [{"message": ...}]}."""
+    response = jsonify(errors=[{"message": message}])
+    response.status_code = status
+    return response
+
+
+@bp.get("/ifttt/v1/user/info")
+def user_info() -> Response:
+    """Return the token owner's permanent id, name and optional profile URL."""
+    try:
+        token: AccessToken = protector.acquire_token()
+    except OAuth2Error:
+        # RFC 6750 §3.1 challenge; IFTTT only looks at the 401 and the errors array.
+        response = ifttt_error(INVALID_TOKEN, 401)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="authserver", error="invalid_token"'
+        return response
+    user = token.family.user
+    data = {"id": user.public_id, "name": user.name}
+    template = current_app.config["USER_URL_TEMPLATE"]
+    if template:
+        data["url"] = template.format(id=user.public_id, username=user.username)
+    response = jsonify(data=data)
+    response.headers["Content-Type"] = "application/json; charset=utf-8"
+    response.headers["Cache-Control"] = "no-store"
+    return response

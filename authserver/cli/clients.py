@@ -1,0 +1,237 @@
+"""`authserver clients ...`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from ..models import OAuth2Client
+from ..services import clients as client_service
+from ..services import tokens as token_service
+from .output import Duration
+from .output import domain_errors
+from .output import emit_json
+from .output import emit_table
+from .output import iso
+from .output import json_option
+from .secrets_commands import DEFAULT_OVERLAP
+from .secrets_commands import print_rotation
+from .secrets_commands import print_secrets
+
+clients = AppGroup("clients", help="Register and manage OAuth clients (such as IFTTT).")
+
+
+def client_document(oauth_client: OAuth2Client) -> dict[str, object]:
+    """Describe a client for --json output (never a secret)."""
+    return {
+        "client_id": oauth_client.client_id,
+        "name": oauth_client.name,
+        "redirect_uris": list(oauth_client.redirect_uris),
+        "scopes": list(oauth_client.scopes),
+        "confidential": oauth_client.is_confidential,
+        "disabled": oauth_client.disabled,
+        "access_token_lifetime": oauth_client.access_token_lifetime,
+        "refresh_grace_lifetime": oauth_client.refresh_grace_lifetime,
+        "created_at": iso(oauth_client.created_at),
+    }
+
+
+@clients.command("create")
+@click.argument("name")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True,
+              help="Exact redirect URI; repeat for several.")
+@click.option("--scope", "scopes", multiple=True, help="Allowed scope (default: ifttt).")
+@click.option("--public", is_flag=True, help="A public client (no secret, PKCE required).")
+@click.option("--client-id", default=None, help="Choose the client id (default: random).")
+@json_option
+@domain_errors
+def create(name: str, redirect_uris: tuple[str, ...], scopes: tuple[str, ...], public: bool,
+           client_id: str | None, as_json: bool) -> None:
+    """Register a client and print its id and secret (the secret is shown once)."""
+    oauth_client, secret = client_service.register_client(
+        name, redirect_uris=list(redirect_uris), scopes=list(scopes) or None,
+        public=public, client_id=client_id,
+    )
+    if as_json:
+        document = client_document(oauth_client)
+        document["client_secret"] = secret
+        emit_json(document)
+        return
+    click.echo(f"Created client {oauth_client.name}")
+    click.echo(f"  client_id:     {oauth_client.client_id}")
+    if secret:
+        click.echo(f"  client_secret: {secret}   (shown once; store it now)")
+
+
+@clients.command("list")
+@json_option
+def list_command(as_json: bool) -> None:
+    """List clients."""
+    rows = client_service.list_clients()
+    if as_json:
+        emit_json([client_document(c) for c in rows])
+        return
+    emit_table(["client_id", "name", "redirect uris", "scopes", "status"],
+               [[c.client_id, c.name, " ".join(c.redirect_uris), " ".join(c.scopes),
+                 "disabled" if c.disabled else "enabled"] for c in rows])
+
+
+@clients.command("show")
+@click.argument("client_id")
+@json_option
+@domain_errors
+def show(client_id: str, as_json: bool) -> None:
+    """Show one client."""
+    oauth_client = client_service.require_client(client_id)
+    document = client_document(oauth_client)
+    document["live_secrets"] = len(oauth_client.live_secrets())
+    if as_json:
+        emit_json(document)
+        return
+    for key, value in document.items():
+        shown = " ".join(value) if isinstance(value, list) else value
+        click.echo(f"{key:24} {shown}")
+
+
+@clients.command("delete")
+@click.argument("client_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@domain_errors
+def delete(client_id: str, yes: bool) -> None:
+    """Delete a client and every token it holds."""
+    client_service.require_client(client_id)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException("refusing to delete without --yes (no terminal to ask)")
+        click.confirm(f"Delete client {client_id} and revoke its tokens?", abort=True)
+    client_service.delete_client(client_id)
+    click.echo(f"Deleted client {client_id}; its tokens are gone.")
+
+
+@clients.command("update")
+@click.argument("client_id")
+@click.option("--name", default=None, help="New display name.")
+@click.option("--add-redirect-uri", multiple=True, help="Register another redirect URI.")
+@click.option("--remove-redirect-uri", multiple=True, help="Unregister a redirect URI.")
+@click.option("--scope", "scopes", multiple=True, help="Replace the allowed scopes.")
+@click.option("--access-token-lifetime", type=Duration(), default=None,
+              help="Per-client access token lifetime (0 = never expires).")
+@click.option("--grace-period", type=Duration(), default=None,
+              help="Per-client refresh grace period.")
+@click.option("--reset-lifetimes", is_flag=True, help="Use the server-wide lifetimes again.")
+@json_option
+@domain_errors
+def update(client_id: str, name: str | None, add_redirect_uri: tuple[str, ...],
+           remove_redirect_uri: tuple[str, ...], scopes: tuple[str, ...],
+           access_token_lifetime: timedelta | None, grace_period: timedelta | None,
+           reset_lifetimes: bool, as_json: bool) -> None:
+    """Change a client's name, redirect URIs, scopes or lifetimes."""
+    config = current_app.config
+    oauth_client = client_service.update_client(
+        client_id,
+        name=name,
+        add_redirect_uris=list(add_redirect_uri),
+        remove_redirect_uris=list(remove_redirect_uri),
+        scopes=list(scopes) if scopes else None,
+        access_token_lifetime=int(access_token_lifetime.total_seconds())
+        if access_token_lifetime is not None else None,
+        refresh_grace_lifetime=int(grace_period.total_seconds())
+        if grace_period is not None else None,
+        clear_lifetimes=reset_lifetimes,
+        default_access=int(config["ACCESS_TOKEN_TTL"]),
+        default_grace=int(config["REFRESH_GRACE_SECONDS"]),
+    )
+    if as_json:
+        emit_json(client_document(oauth_client))
+    else:
+        click.echo(f"Updated client {client_id}.")
+
+
+def _set_disabled(client_id: str, disabled: bool) -> OAuth2Client:
+    config = current_app.config
+    return client_service.update_client(
+        client_id, disabled=disabled,
+        default_access=int(config["ACCESS_TOKEN_TTL"]),
+        default_grace=int(config["REFRESH_GRACE_SECONDS"]),
+    )
+
+
+@clients.command("disable")
+@click.argument("client_id")
+@domain_errors
+def disable(client_id: str) -> None:
+    """Disable a client: it can do nothing and its tokens stop working."""
+    oauth_client = client_service.require_client(client_id)
+    if oauth_client.disabled:
+        click.echo(f"Client {client_id} is already disabled.")
+        return
+    _set_disabled(client_id, True)
+    click.echo(f"Disabled client {client_id}.")
+
+
+@clients.command("enable")
+@click.argument("client_id")
+@domain_errors
+def enable(client_id: str) -> None:
+    """Enable a disabled client; its unexpired tokens work again."""
+    oauth_client = client_service.require_client(client_id)
+    if not oauth_client.disabled:
+        click.echo(f"Client {client_id} is already enabled.")
+        return
+    _set_disabled(client_id, False)
+    click.echo(f"Enabled client {client_id}.")
+
+
+@clients.command("rotate-secret")
+@click.argument("client_id")
+@click.option("--overlap", type=Duration(), default="24h", show_default=True,
+              help="How long the previous secret keeps working (90s, 15m, 24h, 7d, 0).")
+@json_option
+@domain_errors
+def rotate_secret(client_id: str, overlap: timedelta, as_json: bool) -> None:
+    """Issue a new secret; the previous one works until the overlap ends."""
+    oauth_client = client_service.require_client(client_id)
+    if not oauth_client.is_confidential:
+        raise click.ClickException(f"client {client_id} is public and has no secret")
+    issued = client_service.rotate_secret(oauth_client, overlap=overlap, owner_id=client_id)
+    print_rotation("client", issued, as_json, "client_id")
+
+
+@clients.command("secrets")
+@click.argument("client_id")
+@json_option
+@domain_errors
+def list_secrets(client_id: str, as_json: bool) -> None:
+    """List a client's live secrets (created, expiry, last use; never the value)."""
+    print_secrets(client_service.require_client(client_id), as_json)
+
+
+@clients.command("expire-secret")
+@click.argument("client_id")
+@click.option("--old", "old", is_flag=True, help="End the previous secret's overlap now.")
+@domain_errors
+def expire_secret(client_id: str, old: bool) -> None:
+    """End the overlap now: only the newest secret keeps working."""
+    if not old:
+        raise click.UsageError("say which secret to expire: --old")
+    oauth_client = client_service.require_client(client_id)
+    ended = client_service.expire_old_secrets(oauth_client, owner_id=client_id)
+    click.echo(f"Ended {ended} previous secret(s) of {client_id}." if ended
+               else f"Client {client_id} has no previous secret in an overlap.")
+
+
+@clients.command("revoke-tokens")
+@click.argument("client_id")
+@domain_errors
+def revoke_tokens(client_id: str) -> None:
+    """Revoke every token family of a client."""
+    oauth_client = client_service.require_client(client_id)
+    count = token_service.revoke_families(oauth_client=oauth_client, reason="admin")
+    click.echo(f"Revoked {count} token famil{'y' if count == 1 else 'ies'}.")
+
+
+__all__ = ["DEFAULT_OVERLAP", "clients"]

@@ -1,0 +1,92 @@
+"""Output helpers shared by the commands: JSON documents, tables, durations."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from collections.abc import Sequence
+from datetime import datetime
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+from typing import TypeVar
+
+import click
+
+from ..errors import AuthServerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DURATION = re.compile(r"^(\d{1,9})([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse '90s', '15m', '24h', '7d' or '0' into a timedelta.
+
+    :raises click.BadParameter: for anything else (negative values included).
+    """
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise click.BadParameter(
+            f"{text!r} is not a duration; use a number with s, m, h or d (e.g. 90s, 24h, 7d)"
+        )
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+class Duration(click.ParamType):
+    """A click parameter type for durations."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
+        """Convert the option value."""
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(str(value))
+        except click.BadParameter as error:
+            self.fail(error.message, param, ctx)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """Format an aware datetime as ISO 8601 UTC with a Z."""
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def emit_json(document: Any) -> None:
+    """Print exactly one JSON document on stdout."""
+    click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))
+
+
+def emit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a plain aligned table for humans."""
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        click.echo("(none)")
+
+
+def domain_errors(func: F) -> F:
+    """Turn domain errors into one clear line on stderr and exit status 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except AuthServerError as error:
+            raise click.ClickException(error.message) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")

@@ -1,0 +1,108 @@
+"""`authserver resource-servers ...`: the shims that introspect tokens."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+import click
+from flask.cli import AppGroup
+
+from ..models import ResourceServer
+from ..services import clients as client_service
+from .output import Duration
+from .output import domain_errors
+from .output import emit_json
+from .output import emit_table
+from .output import iso
+from .output import json_option
+from .secrets_commands import print_rotation
+from .secrets_commands import print_secrets
+
+resource_servers = AppGroup(
+    "resource-servers", help="Register the shims allowed to introspect tokens."
+)
+
+
+def _document(server: ResourceServer) -> dict[str, object]:
+    return {"id": server.server_id, "name": server.name, "disabled": server.disabled,
+            "created_at": iso(server.created_at)}
+
+
+@resource_servers.command("create")
+@click.argument("name")
+@json_option
+@domain_errors
+def create(name: str, as_json: bool) -> None:
+    """Register a resource server; prints its id and secret (shown once)."""
+    server, secret = client_service.register_resource_server(name)
+    if as_json:
+        document = _document(server)
+        document["secret"] = secret
+        emit_json(document)
+        return
+    click.echo(f"Created resource server {server.name}")
+    click.echo(f"  id:     {server.server_id}")
+    click.echo(f"  secret: {secret}   (shown once; store it now)")
+
+
+@resource_servers.command("list")
+@json_option
+def list_command(as_json: bool) -> None:
+    """List resource servers."""
+    rows = client_service.list_resource_servers()
+    if as_json:
+        emit_json([_document(s) for s in rows])
+        return
+    emit_table(["id", "name", "created"],
+               [[s.server_id, s.name, iso(s.created_at)] for s in rows])
+
+
+@resource_servers.command("delete")
+@click.argument("server_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@domain_errors
+def delete(server_id: str, yes: bool) -> None:
+    """Delete a resource server; its credentials stop working."""
+    client_service.require_resource_server(server_id)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException("refusing to delete without --yes (no terminal to ask)")
+        click.confirm(f"Delete resource server {server_id}?", abort=True)
+    client_service.delete_resource_server(server_id)
+    click.echo(f"Deleted resource server {server_id}.")
+
+
+@resource_servers.command("rotate-secret")
+@click.argument("server_id")
+@click.option("--overlap", type=Duration(), default="24h", show_default=True,
+              help="How long the previous secret keeps working (90s, 15m, 24h, 7d, 0).")
+@json_option
+@domain_errors
+def rotate_secret(server_id: str, overlap: timedelta, as_json: bool) -> None:
+    """Issue a new secret; the previous one works until the overlap ends."""
+    server = client_service.require_resource_server(server_id)
+    issued = client_service.rotate_secret(server, overlap=overlap, owner_id=server_id)
+    print_rotation("resource server", issued, as_json, "id")
+
+
+@resource_servers.command("secrets")
+@click.argument("server_id")
+@json_option
+@domain_errors
+def list_secrets(server_id: str, as_json: bool) -> None:
+    """List a resource server's live secrets (never the value)."""
+    print_secrets(client_service.require_resource_server(server_id), as_json)
+
+
+@resource_servers.command("expire-secret")
+@click.argument("server_id")
+@click.option("--old", "old", is_flag=True, help="End the previous secret's overlap now.")
+@domain_errors
+def expire_secret(server_id: str, old: bool) -> None:
+    """End the overlap now: only the newest secret keeps working."""
+    if not old:
+        raise click.UsageError("say which secret to expire: --old")
+    server = client_service.require_resource_server(server_id)
+    ended = client_service.expire_old_secrets(server, owner_id=server_id)
+    click.echo(f"Ended {ended} previous secret(s) of {server_id}.")

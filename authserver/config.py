@@ -1,0 +1,206 @@
+"""Settings: documented defaults, overridden by AUTHSERVER_* variables, then validated."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+ENV_PREFIX = "AUTHSERVER_"
+
+# Each key is read from AUTHSERVER_<KEY>; its default's type decides how it is parsed.
+DEFAULTS: dict[str, Any] = {
+    # SQLAlchemy URL; empty means a SQLite file in the instance folder.
+    "DATABASE_URL": "",
+    # Flask session signing key; empty means generate once and keep in the instance folder.
+    "SECRET_KEY": "",
+    # Public base URL of this server; https required except on loopback hosts.
+    "ISSUER": "http://127.0.0.1:8000",
+    # Seconds an authorization code stays redeemable (RFC 6749 §4.1.2 recommends ≤ 600).
+    "AUTH_CODE_TTL": 600,
+    # Seconds an access token lives; 0 means access tokens never expire.
+    "ACCESS_TOKEN_TTL": 3600,
+    # Issue a new refresh token at each refresh (RFC 9700 §4.14.2).
+    "REFRESH_ROTATION": True,
+    # Seconds a rotated refresh token may be replayed for the same successor.
+    "REFRESH_GRACE_SECONDS": 120,
+    # How many replays of a rotated refresh token are honoured within the window.
+    "REFRESH_MAX_REPLAYS": 10,
+    # Revoke the whole token family when a used refresh token is presented again.
+    "REFRESH_REUSE_REVOKES_FAMILY": True,
+    # Space-separated scopes announced in the RFC 8414 metadata.
+    "SCOPES_SUPPORTED": "ifttt",
+    # Profile URL for IFTTT's user info; "{id}" and "{username}" are substituted.
+    "USER_URL_TEMPLATE": "",
+    # "on" or "off"; off disables every rate limit (load tests, automated suites).
+    "RATE_LIMITS": "on",
+    # Redis URL for shared rate-limit counters; empty keeps them in process memory.
+    "REDIS_URL": "",
+    # Failed logins allowed per username, and per client address.
+    "RATE_LIMIT_LOGIN_USER": "10 per 5 minutes",
+    "RATE_LIMIT_LOGIN_IP": "50 per 5 minutes",
+    # Failed token-endpoint requests allowed per client id.
+    "RATE_LIMIT_TOKEN_FAILURES": "60 per minute",
+    # Introspection calls allowed per resource server (shims call it on every poll).
+    "RATE_LIMIT_INTROSPECTION": "6000 per minute",
+    # "json" (one object per line) or "text" for local development.
+    "LOG_FORMAT": "json",
+    # Bearer token that unlocks /metrics; empty hides /metrics (404).
+    "METRICS_TOKEN": "",
+    # Seconds to wait for the database before answering 503.
+    "DB_TIMEOUT_SECONDS": 5,
+    # Number of reverse proxies in front of the app whose X-Forwarded-* to trust.
+    "PROXY_HOPS": 0,
+    # Largest request body accepted, in bytes.
+    "MAX_CONTENT_LENGTH": 65536,
+}
+
+_LOOPBACK_NAMES = {"localhost"}
+_DB_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg"}
+
+
+def load_config(
+    instance_path: str, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Merge defaults, AUTHSERVER_* environment variables and explicit overrides.
+
+    :raises ConfigError: when an environment value cannot be parsed.
+    """
+    settings = dict(DEFAULTS)
+    for key, default in DEFAULTS.items():
+        raw = os.environ.get(ENV_PREFIX + key)
+        if raw is not None:
+            settings[key] = _parse(key, raw, default)
+    if overrides:
+        settings.update(overrides)
+    if not settings["DATABASE_URL"]:
+        settings["DATABASE_URL"] = "sqlite:///" + str(
+            Path(instance_path) / "authserver.db"
+        )
+    if not settings["SECRET_KEY"]:
+        settings["SECRET_KEY"] = _instance_secret_key(Path(instance_path))
+    return settings
+
+
+def _parse(key: str, raw: str, default: Any) -> Any:
+    name = ENV_PREFIX + key
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} must be true or false, not {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    return raw
+
+
+def _instance_secret_key(instance: Path) -> str:
+    # Generated once and kept beside the database, so sessions survive restarts and
+    # every worker of one instance signs with the same key.
+    path = instance / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Another worker won the race; use its key.
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Tell whether a host name is this machine (plain http is tolerated there)."""
+    if not host:
+        return False
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_config(settings: Mapping[str, Any]) -> None:
+    """Refuse invalid or unsafe settings, naming the variable at fault.
+
+    :raises ConfigError: on the first problem found.
+    """
+    issuer = str(settings["ISSUER"])
+    parts = urlsplit(issuer)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(f"AUTHSERVER_ISSUER must be an absolute URL, not {issuer!r}")
+    if parts.scheme != "https" and not is_loopback_host(parts.hostname):
+        raise ConfigError(
+            "AUTHSERVER_ISSUER must use https outside local hosts "
+            f"(got {issuer!r})"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError("AUTHSERVER_ISSUER must not have a query or fragment")
+
+    url = str(settings["DATABASE_URL"])
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in _DB_SCHEMES:
+        raise ConfigError(
+            "AUTHSERVER_DATABASE_URL must start with sqlite://, postgresql:// or "
+            f"postgresql+psycopg:// (got scheme {scheme or url!r})"
+        )
+
+    for key in (
+        "AUTH_CODE_TTL",
+        "ACCESS_TOKEN_TTL",
+        "REFRESH_GRACE_SECONDS",
+        "REFRESH_MAX_REPLAYS",
+        "DB_TIMEOUT_SECONDS",
+        "PROXY_HOPS",
+        "MAX_CONTENT_LENGTH",
+    ):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{ENV_PREFIX}{key} must be a whole number")
+        if value < 0:
+            raise ConfigError(f"{ENV_PREFIX}{key} must not be negative (got {value})")
+    if settings["AUTH_CODE_TTL"] == 0:
+        raise ConfigError(f"{ENV_PREFIX}AUTH_CODE_TTL must be at least 1 second")
+    if settings["DB_TIMEOUT_SECONDS"] == 0:
+        raise ConfigError(f"{ENV_PREFIX}DB_TIMEOUT_SECONDS must be at least 1 second")
+    access_ttl = settings["ACCESS_TOKEN_TTL"]
+    grace = settings["REFRESH_GRACE_SECONDS"]
+    if access_ttl and grace > access_ttl:
+        # The replayed successor carries the same access token; a window longer than
+        # its lifetime would hand out an access token that is already expired.
+        raise ConfigError(
+            f"{ENV_PREFIX}REFRESH_GRACE_SECONDS ({grace}) must not exceed "
+            f"{ENV_PREFIX}ACCESS_TOKEN_TTL ({access_ttl})"
+        )
+    if str(settings["RATE_LIMITS"]).lower() not in {"on", "off"}:
+        raise ConfigError(f"{ENV_PREFIX}RATE_LIMITS must be 'on' or 'off'")
+    if str(settings["LOG_FORMAT"]) not in {"json", "text"}:
+        raise ConfigError(f"{ENV_PREFIX}LOG_FORMAT must be 'json' or 'text'")
+    template = str(settings["USER_URL_TEMPLATE"])
+    if template:
+        try:
+            template.format(id="x", username="x")
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(
+                f"{ENV_PREFIX}USER_URL_TEMPLATE may only use {{id}} and {{username}}"
+            ) from None
+    redis_url = str(settings["REDIS_URL"])
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{ENV_PREFIX}REDIS_URL must be a redis:// URL")

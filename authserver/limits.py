@@ -1,0 +1,182 @@
+"""Abuse limits on Flask-Limiter: failed logins, token failures, introspection.
+
+Only failures count against logins and the token endpoint, so IFTTT's legitimate
+bursts of token and user-info calls are never throttled.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import jsonify
+from flask import render_template
+from flask import request
+from flask_limiter import Limiter
+from flask_limiter.errors import RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from limits import RateLimitItem
+from limits import parse
+
+from .errors import ConfigError
+
+EXTENSION_KEY = "authserver.limiter"
+LIMIT_KEYS = (
+    "RATE_LIMIT_LOGIN_USER",
+    "RATE_LIMIT_LOGIN_IP",
+    "RATE_LIMIT_TOKEN_FAILURES",
+    "RATE_LIMIT_INTROSPECTION",
+)
+
+
+def init_limits(app: Flask) -> None:
+    """Create this app's limiter (memory, or Redis when configured)."""
+    items: dict[str, RateLimitItem] = {}
+    for key in LIMIT_KEYS:
+        try:
+            items[key] = parse(str(app.config[key]))
+        except ValueError:
+            raise ConfigError(
+                f"AUTHSERVER_{key} must look like '10 per minute' (got {app.config[key]!r})"
+            ) from None
+    app.config["RATELIMIT_ENABLED"] = str(app.config["RATE_LIMITS"]).lower() == "on"
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
+    app.config["RATELIMIT_HEADERS_ENABLED"] = False
+    app.config["RATELIMIT_KEY_PREFIX"] = "authserver"
+    limiter = Limiter(key_func=get_remote_address, app=app, default_limits=[])
+    app.extensions[EXTENSION_KEY] = (limiter, items)
+    app.register_error_handler(RateLimitExceeded, _rate_limited)
+
+
+def _limiter() -> tuple[Limiter, dict[str, RateLimitItem]]:
+    value: tuple[Limiter, dict[str, RateLimitItem]] = current_app.extensions[EXTENSION_KEY]
+    return value
+
+
+def enabled() -> bool:
+    """Tell whether rate limits are on for this app."""
+    return bool(current_app.config["RATELIMIT_ENABLED"])
+
+
+def _exceeded(key: str, scope: str, ident: str) -> int | None:
+    """Return seconds to wait if the limit is used up, else None."""
+    if not enabled():
+        return None
+    limiter, items = _limiter()
+    item = items[key]
+    if limiter.limiter.test(item, scope, ident):
+        return None
+    reset, _remaining = limiter.limiter.get_window_stats(item, scope, ident)
+    return max(1, math.ceil(reset - time.time()))
+
+
+def _hit(key: str, scope: str, ident: str) -> None:
+    if enabled():
+        limiter, items = _limiter()
+        limiter.limiter.hit(items[key], scope, ident)
+
+
+def login_limit_exceeded(username: str) -> int | None:
+    """Return seconds to wait if this username or address failed too often."""
+    user_key = username.strip().casefold()[:150]
+    return _exceeded("RATE_LIMIT_LOGIN_USER", "login-user", user_key) or _exceeded(
+        "RATE_LIMIT_LOGIN_IP", "login-ip", get_remote_address()
+    )
+
+
+def record_login_failure(username: str) -> None:
+    """Count a failed login against the username and the address."""
+    _hit("RATE_LIMIT_LOGIN_USER", "login-user", username.strip().casefold()[:150])
+    _hit("RATE_LIMIT_LOGIN_IP", "login-ip", get_remote_address())
+
+
+def token_failure_key() -> str:
+    """Identify the caller of the token endpoint: its client id, else its address."""
+    from authlib.oauth2.rfc6749.util import extract_basic_authorization
+
+    try:
+        client_id, _ = extract_basic_authorization(request.headers)
+    except Exception:  # noqa: BLE001 - a malformed header is just "no client id"
+        client_id = None
+    client_id = client_id or request.form.get("client_id")
+    if client_id and len(client_id) <= 64:
+        return "client:" + client_id
+    return "ip:" + get_remote_address()
+
+
+def token_failures_exceeded() -> int | None:
+    """Return seconds to wait if this token-endpoint caller failed too often."""
+    return _exceeded("RATE_LIMIT_TOKEN_FAILURES", "token-fail", token_failure_key())
+
+
+def record_token_failure() -> None:
+    """Count a failed token-endpoint request against its caller."""
+    _hit("RATE_LIMIT_TOKEN_FAILURES", "token-fail", token_failure_key())
+
+
+def introspection_caller() -> str:
+    """Key introspection limits by the resource server's id (or the address)."""
+    auth = request.authorization
+    if auth is not None and auth.username:
+        return "rs:" + auth.username[:64]
+    form_id = request.form.get("client_id")
+    return "rs:" + form_id[:64] if form_id else "ip:" + get_remote_address()
+
+
+def introspection_exceeded() -> int | None:
+    """Count one introspection call; return seconds to wait when over the limit."""
+    if not enabled():
+        return None
+    limiter, items = _limiter()
+    item = items["RATE_LIMIT_INTROSPECTION"]
+    ident = introspection_caller()
+    if limiter.limiter.hit(item, "introspect", ident):
+        return None
+    reset, _remaining = limiter.limiter.get_window_stats(item, "introspect", ident)
+    return max(1, math.ceil(reset - time.time()))
+
+
+def too_many(retry_after: int) -> Response:
+    """Build a 429 in the format of the endpoint being called."""
+    counter = current_app.extensions.get("authserver.count")
+    if counter is not None:
+        counter("rate_limited")
+    path = request.path
+    if path.startswith("/oauth/") and path != "/oauth/authorize":
+        response = jsonify(
+            error="slow_down" if path == "/oauth/token" else "temporarily_unavailable",
+            error_description="Too many requests. Retry later.",
+        )
+        response.headers["Cache-Control"] = "no-store"
+    elif path.startswith("/ifttt/"):
+        response = jsonify(errors=[{"message": "Too many requests. Retry later."}])
+    else:
+        from .forms import LoginForm
+
+        response = Response(
+            render_template(
+                "auth/login.html",
+                form=LoginForm(),
+                error="Too many attempts. Please wait a few minutes and try again.",
+            ),
+            mimetype="text/html",
+        )
+    response.status_code = 429
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _rate_limited(error: RateLimitExceeded) -> Response:
+    limit = getattr(error, "limit", None)
+    retry_after = 60
+    if limit is not None:
+        try:
+            limiter, _ = _limiter()
+            reset, _ = limiter.limiter.get_window_stats(limit.limit, *limit.key_for_scope)
+        except Exception:  # noqa: BLE001 - fall back to a minute
+            reset = None
+        if reset:
+            retry_after = max(1, math.ceil(reset - time.time()))
+    return too_many(retry_after)

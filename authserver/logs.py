@@ -1,0 +1,103 @@
+"""Structured logging: one JSON line per request, with the X-Request-ID."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from flask import Flask
+from flask import Response
+from flask import g
+from flask import request
+
+from .clock import utcnow
+
+request_log = logging.getLogger("authserver.request")
+# A request id is echoed into headers and logs: keep it short and printable.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Format records as one JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record, its extra fields and any exception as JSON."""
+        entry: dict[str, Any] = {
+            "time": utcnow().isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RESERVED and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(log_format: str) -> None:
+    """Send our loggers to stderr in the chosen format (idempotent)."""
+    root = logging.getLogger("authserver")
+    for handler in list(root.handlers):
+        if getattr(handler, "_authserver", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._authserver = True  # type: ignore[attr-defined]
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        )
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def request_id() -> str:
+    """Return this request's id (the caller's X-Request-ID, or a new one)."""
+    value: str = g.get("request_id") or "-"
+    return value
+
+
+def init_request_logging(app: Flask) -> None:
+    """Assign a request id, echo it back, and log one line per request."""
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        rid = g.get("request_id") or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = rid
+        duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        route = request.url_rule.rule if request.url_rule else None
+        oauth_client = getattr(g, "log_client_id", None)
+        user_id = getattr(g, "log_user_id", None)
+        request_log.info(
+            "%s %s %s %.1fms",
+            request.method,
+            route or "<unmatched>",
+            response.status_code,
+            duration_ms,
+            extra={
+                "request_id": rid,
+                "method": request.method,
+                "route": route,
+                "status": response.status_code,
+                "duration_ms": round(duration_ms, 2),
+                "client_id": oauth_client,
+                "user_id": user_id,
+                "remote_addr": request.remote_addr,
+            },
+        )
+        return response

@@ -1,0 +1,82 @@
+"""Prometheus metrics, multiprocess-aware so every gunicorn worker is counted."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+
+from flask import Flask
+from flask import Response
+from flask import abort
+from flask import g
+from flask import request
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from prometheus_client import Histogram
+from prometheus_client import generate_latest
+from prometheus_client import multiprocess
+
+REQUESTS = Counter(
+    "authserver_http_requests_total", "HTTP requests by endpoint, method and status",
+    ["endpoint", "method", "status"],
+)
+LATENCY = Histogram(
+    "authserver_http_request_duration_seconds", "Request latency by endpoint",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+EVENTS = {
+    "issued": Counter("authserver_tokens_issued_total", "Token families issued"),
+    "refreshed": Counter("authserver_tokens_refreshed_total", "Successful refreshes"),
+    "family_revoked": Counter("authserver_families_revoked_total", "Token families revoked"),
+    "replays": Counter("authserver_refresh_replays_total", "Grace-period replays answered"),
+    "reuse": Counter("authserver_refresh_reuse_detected_total", "Refresh token reuse detected"),
+    "client_auth_failed": Counter(
+        "authserver_client_auth_failures_total", "Failed client authentications"
+    ),
+    "login_failed": Counter("authserver_login_failures_total", "Failed logins"),
+    "rate_limited": Counter("authserver_rate_limited_total", "Requests refused with 429"),
+    "db_error": Counter("authserver_db_errors_total", "Requests failed by database errors"),
+}
+
+
+def count(name: str) -> None:
+    """Increment one of the named event counters."""
+    EVENTS[name].inc()
+
+
+def init_metrics(app: Flask) -> None:
+    """Time every request and serve /metrics to holders of the metrics token."""
+    app.extensions["authserver.count"] = count
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        endpoint = request.endpoint or "unmatched"
+        started = g.get("metrics_started")
+        if started is not None:
+            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        token = str(app.config["METRICS_TOKEN"])
+        presented = request.headers.get("Authorization", "")
+        # Hidden (404) rather than 401, so scanners learn nothing.
+        if not token or not hmac.compare_digest(
+            presented.encode(), f"Bearer {token}".encode()
+        ):
+            abort(404)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            payload = generate_latest(registry)
+        else:
+            payload = generate_latest()
+        return Response(payload, mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,25 @@
+"""Every model, imported so that each table is registered with the metadata."""
+
+from .audit import AuditEvent
+from .oauth2 import AccessToken
+from .oauth2 import AuthorizationCode
+from .oauth2 import Consent
+from .oauth2 import CredentialSecret
+from .oauth2 import OAuth2Client
+from .oauth2 import RefreshToken
+from .oauth2 import ResourceServer
+from .oauth2 import TokenFamily
+from .user import User
+
+__all__ = [
+    "AccessToken",
+    "AuditEvent",
+    "AuthorizationCode",
+    "Consent",
+    "CredentialSecret",
+    "OAuth2Client",
+    "RefreshToken",
+    "ResourceServer",
+    "TokenFamily",
+    "User",
+]

@@ -1,0 +1,355 @@
+"""OAuth 2.0 clients, resource servers, secrets, consents, codes and token families.
+
+Every token belongs to a family (one per authorization). Validity is checked through
+the family, so revoking a whole grant is a single UPDATE of one row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import JSON
+from sqlalchemy import Boolean
+from sqlalchemy import CheckConstraint
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import LargeBinary
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
+
+from ..clock import utcnow
+from ..database import Model
+from ..database import UTCDateTime
+from ..security import digests_equal
+from ..security import hash_token
+from .user import User
+
+GRANT_TYPES = ("authorization_code", "refresh_token")
+CONFIDENTIAL_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+class CredentialSecret(Model):
+    """A hashed secret of an OAuth client or a resource server.
+
+    At most two are live per owner: the current one and, during a rotation overlap,
+    the previous one with ``expires_at`` set.
+    """
+
+    __tablename__ = "credential_secrets"
+    __table_args__ = (
+        CheckConstraint(
+            "(oauth_client_id IS NULL) <> (resource_server_id IS NULL)",
+            name="one_owner",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    oauth_client_id: Mapped[int | None] = mapped_column(
+        ForeignKey("oauth2_clients.id", ondelete="CASCADE"), index=True
+    )
+    resource_server_id: Mapped[int | None] = mapped_column(
+        ForeignKey("resource_servers.id", ondelete="CASCADE"), index=True
+    )
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def is_expired(self, now: datetime) -> bool:
+        """Tell whether the secret's overlap has ended."""
+        return self.expires_at is not None and now >= self.expires_at
+
+
+class _SecretHolder:
+    """Shared secret checking for clients and resource servers."""
+
+    secrets: list[CredentialSecret]
+    disabled: bool
+    #: The secret that matched the last successful check (for last-used bookkeeping).
+    matched_secret: CredentialSecret | None = None
+
+    def live_secrets(self, now: datetime | None = None) -> list[CredentialSecret]:
+        """Return the secrets that still authenticate, newest first."""
+        moment = now or utcnow()
+        live = [s for s in self.secrets if not s.is_expired(moment)]
+        return sorted(live, key=lambda s: (s.created_at, s.id), reverse=True)
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        """Check a presented secret against every live secret in constant time."""
+        presented = hash_token(client_secret)
+        matched: CredentialSecret | None = None
+        # Compare against all live secrets without stopping early, so the time taken
+        # does not tell which one (if any) matched.
+        for candidate in self.live_secrets():
+            if digests_equal(candidate.secret_hash, presented):
+                matched = candidate
+        self.matched_secret = matched
+        return matched is not None and not self.disabled
+
+
+class OAuth2Client(_SecretHolder, Model):
+    """A registered OAuth client such as IFTTT."""
+
+    __tablename__ = "oauth2_clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    is_confidential: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Per-client overrides in whole seconds; NULL means the server-wide setting.
+    access_token_lifetime: Mapped[int | None] = mapped_column(Integer)
+    refresh_grace_lifetime: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    secrets: Mapped[list[CredentialSecret]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="select"
+    )
+
+    # Authlib ClientMixin ---------------------------------------------------------
+    def get_client_id(self) -> str:
+        """Return the public client identifier."""
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        """Return the only registered redirect URI, or None when there are several."""
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        """Return the requested scopes this client may have (its defaults if none)."""
+        if not scope:
+            return " ".join(self.scopes)
+        allowed = set(self.scopes)
+        return " ".join(s for s in scope.split() if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        """Match a redirect URI exactly, character for character (RFC 9700 §4.1.3)."""
+        return redirect_uri in self.redirect_uris
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """Confidential clients use a secret; public clients use none."""
+        if self.disabled:
+            return False
+        if self.is_confidential:
+            return method in CONFIDENTIAL_AUTH_METHODS
+        return method == "none"
+
+    def check_response_type(self, response_type: str) -> bool:
+        """Only the authorization code flow exists here (no implicit grant)."""
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        """Allow the code and refresh grants."""
+        return grant_type in GRANT_TYPES
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        """Check a presented secret; public clients have none."""
+        if not self.is_confidential:
+            return False
+        return super().check_client_secret(client_secret)
+
+    def access_lifetime(self, default_seconds: int) -> timedelta | None:
+        """Return the access-token lifetime, or None when tokens never expire."""
+        seconds = (
+            self.access_token_lifetime
+            if self.access_token_lifetime is not None
+            else default_seconds
+        )
+        return timedelta(seconds=seconds) if seconds else None
+
+    def grace_lifetime(self, default_seconds: int) -> timedelta:
+        """Return how long a rotated refresh token may be replayed."""
+        seconds = (
+            self.refresh_grace_lifetime
+            if self.refresh_grace_lifetime is not None
+            else default_seconds
+        )
+        return timedelta(seconds=seconds)
+
+
+class ResourceServer(_SecretHolder, Model):
+    """A shim or API that introspects tokens."""
+
+    __tablename__ = "resource_servers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    secrets: Mapped[list[CredentialSecret]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="select"
+    )
+
+
+class Consent(Model):
+    """A user's remembered approval of a client for a scope."""
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        UniqueConstraint("user_id", "oauth_client_id", "scope", name="user_client_scope"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    oauth_client_id: Mapped[int] = mapped_column(
+        ForeignKey("oauth2_clients.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(String(500))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TokenFamily(Model):
+    """One authorization: every token issued from one code (or one CLI issue)."""
+
+    __tablename__ = "token_families"
+    __table_args__ = (
+        Index("ix_token_families_user_client", "user_id", "oauth_client_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    oauth_client_id: Mapped[int] = mapped_column(
+        ForeignKey("oauth2_clients.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoke_reason: Mapped[str | None] = mapped_column(String(40))
+
+    user: Mapped[User] = relationship(lazy="joined")
+    oauth_client: Mapped[OAuth2Client] = relationship(lazy="joined")
+
+
+class AuthorizationCode(Model):
+    """A single-use authorization code, stored only as its hash."""
+
+    __tablename__ = "authorization_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    oauth_client_id: Mapped[int] = mapped_column(
+        ForeignKey("oauth2_clients.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(500))
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    family_id: Mapped[int | None] = mapped_column(
+        ForeignKey("token_families.id", ondelete="SET NULL"), index=True
+    )
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+    def is_expired(self, now: datetime) -> bool:
+        """Tell whether the code's lifetime has ended."""
+        return now >= self.expires_at
+
+    # Authlib AuthorizationCodeMixin ------------------------------------------------
+    def get_redirect_uri(self) -> str:
+        """Return the redirect URI the code is bound to."""
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        """Return the scope the code grants."""
+        return self.scope
+
+
+class RefreshToken(Model):
+    """A refresh token (hash only) and its place in the rotation chain.
+
+    ``parent_id`` is UNIQUE, so a token can never get two successors: a concurrent
+    second rotation fails at the database instead of forking the family.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[int] = mapped_column(
+        ForeignKey("token_families.id", ondelete="CASCADE"), index=True
+    )
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("refresh_tokens.id", ondelete="CASCADE"), unique=True
+    )
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set once, by the atomic claim that rotates this token.
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    grace_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    replay_count: Mapped[int] = mapped_column(default=0)
+    # The successor's token response, sealed under a key derived from this token.
+    successor_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    family: Mapped[TokenFamily] = relationship(lazy="joined")
+
+
+class AccessToken(Model):
+    """A bearer access token (hash only)."""
+
+    __tablename__ = "access_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[int] = mapped_column(
+        ForeignKey("token_families.id", ondelete="CASCADE"), index=True
+    )
+    refresh_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("refresh_tokens.id", ondelete="SET NULL"), index=True
+    )
+    scope: Mapped[str] = mapped_column(String(500))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    family: Mapped[TokenFamily] = relationship(lazy="joined")
+
+    def is_expired(self, now: datetime) -> bool:
+        """Tell whether the token's lifetime has ended (never, without expiry)."""
+        return self.expires_at is not None and now >= self.expires_at
+
+    def is_usable(self, now: datetime) -> bool:
+        """Tell whether the token authorizes requests right now."""
+        family = self.family
+        return (
+            self.revoked_at is None
+            and not self.is_expired(now)
+            and family.revoked_at is None
+            and not family.oauth_client.disabled
+            and not family.user.disabled
+        )
+
+    def to_introspection(self, issuer: str) -> dict[str, Any]:
+        """Return the RFC 7662 body for this (active) token."""
+        from ..clock import epoch
+
+        family = self.family
+        body: dict[str, Any] = {
+            "active": True,
+            "sub": family.user.public_id,
+            "username": family.user.username,
+            "client_id": family.oauth_client.client_id,
+            "scope": self.scope,
+            "token_type": "Bearer",
+            "iat": epoch(self.issued_at),
+            "iss": issuer,
+        }
+        if self.expires_at is not None:
+            body["exp"] = epoch(self.expires_at)
+        return body

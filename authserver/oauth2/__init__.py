@@ -1,0 +1,1 @@
+"""Authlib wiring: the per-app authorization server, grants and endpoints."""

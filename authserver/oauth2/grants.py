@@ -1,0 +1,138 @@
+"""The authorization-code (with PKCE) and refresh-token grants on Authlib."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc6749 import InvalidGrantError
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oauth2.rfc6749 import InvalidScopeError
+from authlib.oauth2.rfc6749 import UnauthorizedClientError
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc7636 import CodeChallenge
+
+from ..models import AuthorizationCode
+from ..models import OAuth2Client
+from ..models import User
+from ..security import new_token
+from ..services import tokens as token_service
+from ..services.tokens import GrantError
+from ..services.tokens import ScopeError
+
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
+    """PKCE with S256 only; required for public clients (RFC 9700 §2.1.1)."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        """Reject plain PKCE, and public clients that send no challenge."""
+        payload = grant.request.payload
+        challenge = payload.data.get("code_challenge")
+        method = payload.data.get("code_challenge_method")
+        if challenge and method != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256.")
+        if not challenge and not grant.request.client.is_confidential:
+            raise InvalidRequestError("Public clients must send a PKCE code_challenge.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
+    """RFC 6749 §4.1 with hashed, single-use codes and atomic redemption."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def validate_authorization_request(self) -> str:
+        """Also refuse scopes the client is not allowed (instead of trimming them)."""
+        redirect_uri: str = super().validate_authorization_request()
+        requested = (self.request.payload.scope or "").split()
+        client: OAuth2Client = self.request.client
+        if any(scope not in client.scopes for scope in requested):
+            raise InvalidScopeError(redirect_uri=redirect_uri, state=self.request.payload.state)
+        return redirect_uri
+
+    def generate_authorization_code(self) -> str:
+        """Return a 256-bit random code."""
+        return new_token()
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        """Store the code's hash with everything it is bound to."""
+        payload = request.payload
+        token_service.create_authorization_code(
+            code=code,
+            oauth_client=request.client,
+            user=request.user,
+            redirect_uri=payload.redirect_uri or request.client.get_default_redirect_uri(),
+            scope=request.scope,
+            code_challenge=payload.data.get("code_challenge"),
+            code_challenge_method=payload.data.get("code_challenge_method"),
+        )
+
+    def query_authorization_code(
+        self, code: str, client: OAuth2Client
+    ) -> AuthorizationCode | None:
+        """Find a redeemable code; a replayed one revokes its tokens and fails."""
+        if not isinstance(code, str) or len(code) > 512:
+            return None
+        return token_service.find_authorization_code(code, client)
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Nothing to do: redemption already marked the code used."""
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
+        """Return the code's user unless the account was disabled meanwhile."""
+        user = authorization_code.user
+        return None if user.disabled else user
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Consume the code and issue tokens in one unit of work."""
+        code: AuthorizationCode = self.request.authorization_code
+        if self.authenticate_user(code) is None:
+            raise InvalidGrantError("The user of this code is disabled.")
+        client: OAuth2Client = self.request.client
+        try:
+            body = token_service.redeem_authorization_code(
+                code,
+                oauth_client=client,
+                include_refresh_token=client.check_grant_type("refresh_token"),
+            )
+        except GrantError as error:
+            raise InvalidGrantError(error.message) from None
+        return 200, body, self.TOKEN_RESPONSE_HEADER
+
+
+class RefreshTokenGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ignore[misc]
+    """RFC 6749 §6 with rotation, a replay window and reuse detection."""
+
+    GRANT_TYPE = "refresh_token"
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def validate_token_request(self) -> None:
+        """Authenticate the client and check the refresh_token parameter."""
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError("The client may not use refresh tokens.")
+        presented = self.request.form.get("refresh_token")
+        if not presented:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        self.request.client = client
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Exchange the refresh token through the token service."""
+        presented = self.request.form["refresh_token"]
+        if len(presented) > 512:
+            raise InvalidGrantError("The refresh token is invalid.")
+        try:
+            body = token_service.refresh(
+                presented,
+                oauth_client=self.request.client,
+                requested_scope=self.request.form.get("scope"),
+            )
+        except ScopeError as error:
+            raise InvalidScopeError(error.message) from None
+        except GrantError as error:
+            raise InvalidGrantError(error.message) from None
+        return 200, body, self.TOKEN_RESPONSE_HEADER

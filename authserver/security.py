@@ -1,0 +1,94 @@
+"""Secret and token generation, hashing, comparison and password hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError
+from argon2.exceptions import VerificationError
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+# 32 random bytes = 256 bits, the entropy the issues ask of codes, tokens and secrets.
+TOKEN_BYTES = 32
+
+_password_hasher = PasswordHasher()
+# Verifying against this hash when a username is unknown makes "no such user" take
+# as long as "wrong password", so timing does not reveal which usernames exist.
+_DUMMY_HASH = _password_hasher.hash(secrets.token_urlsafe(16))
+
+
+def new_token() -> str:
+    """Return a fresh 256-bit random, URL-safe token."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def hash_token(value: str) -> str:
+    """Return the SHA-256 hex digest under which a token or secret is stored.
+
+    Random 256-bit values need no slow hash: brute force is already out of reach,
+    and the hot paths (token, introspection) cannot afford argon2 on every call.
+    """
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def digests_equal(left: str, right: str) -> bool:
+    """Compare two digests or secrets in constant time."""
+    return hmac.compare_digest(left.encode(), right.encode())
+
+
+def hash_password(password: str) -> str:
+    """Hash a password with argon2id."""
+    return _password_hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Check a password; with no hash, burn the same time and return False."""
+    try:
+        return _password_hasher.verify(password_hash or _DUMMY_HASH, password) and (
+            password_hash is not None
+        )
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _successor_key(presented_token: str) -> bytes:
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=b"authserver refresh successor v1",
+    )
+    return hkdf.derive(presented_token.encode("utf-8"))
+
+
+def seal_successor(presented_token: str, payload: dict[str, Any]) -> bytes:
+    """Encrypt a successor token response under a key only the old token yields.
+
+    The database then never holds a usable token in plain text: decrypting needs
+    the very refresh token the client presents again during the grace window.
+    """
+    nonce = secrets.token_bytes(12)
+    plaintext = json.dumps(payload, separators=(",", ":")).encode()
+    return nonce + AESGCM(_successor_key(presented_token)).encrypt(nonce, plaintext, None)
+
+
+def open_successor(presented_token: str, sealed: bytes) -> dict[str, Any] | None:
+    """Decrypt a sealed successor; return None when the key does not fit."""
+    from cryptography.exceptions import InvalidTag
+
+    try:
+        plaintext = AESGCM(_successor_key(presented_token)).decrypt(
+            sealed[:12], sealed[12:], None
+        )
+    except (InvalidTag, ValueError):
+        return None
+    result = json.loads(plaintext)
+    assert isinstance(result, dict)
+    return result

@@ -1,0 +1,1 @@
+"""Every state change lives in a service function that commits once."""

@@ -1,0 +1,94 @@
+"""Append events to the audit trail and the security log."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from ..database import db
+from ..models import AuditEvent
+
+log = logging.getLogger("authserver.audit")
+
+# The event types the trail knows; `authserver audit --type` accepts these.
+EVENT_TYPES = (
+    "user.created",
+    "user.changed",
+    "user.deleted",
+    "login.failed",
+    "client.created",
+    "client.changed",
+    "client.deleted",
+    "client.auth_failed",
+    "secret.created",
+    "secret.rotated",
+    "secret.expired",
+    "secret.used_old",
+    "resource_server.created",
+    "resource_server.deleted",
+    "family.revoked",
+    "token.issued",
+)
+
+
+def record_event(
+    event_type: str,
+    *,
+    actor: str | None = None,
+    client_id: str | None = None,
+    username: str | None = None,
+    **details: Any,
+) -> AuditEvent:
+    """Add an audit row to the current unit of work and log it.
+
+    The caller commits. Callers must never pass secrets, tokens, codes or passwords.
+    """
+    event = AuditEvent(
+        event_type=event_type,
+        actor=actor,
+        client_id=client_id,
+        username=username,
+        details=details,
+    )
+    db.session.add(event)
+    log.info(
+        "audit %s client_id=%s username=%s %s",
+        event_type,
+        client_id,
+        username,
+        " ".join(f"{k}={v}" for k, v in sorted(details.items())),
+        extra={"audit": {"event": event_type, "client_id": client_id,
+                         "username": username, **details}},
+    )
+    return event
+
+
+def record_event_now(event_type: str, **kwargs: Any) -> None:
+    """Record an event in its own transaction (for failures that roll back the rest)."""
+    db.session.rollback()
+    record_event(event_type, **kwargs)
+    db.session.commit()
+
+
+def list_events(
+    *,
+    since: datetime | None = None,
+    client_id: str | None = None,
+    username: str | None = None,
+    event_type: str | None = None,
+    limit: int = 1000,
+) -> list[AuditEvent]:
+    """Return audit events, oldest first, filtered as given."""
+    stmt = select(AuditEvent).order_by(AuditEvent.created_at, AuditEvent.id)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.created_at >= since)
+    if client_id is not None:
+        stmt = stmt.where(AuditEvent.client_id == client_id)
+    if username is not None:
+        stmt = stmt.where(AuditEvent.username == username)
+    if event_type is not None:
+        stmt = stmt.where(AuditEvent.event_type == event_type)
+    return list(db.session.scalars(stmt.limit(limit)))

@@ -1,0 +1,397 @@
+"""Register and manage OAuth clients and resource servers, and their secrets."""
+
+from __future__ import annotations
+
+import logging
+import secrets as std_secrets
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy import update
+
+from ..clock import utcnow
+from ..config import is_loopback_host
+from ..database import db
+from ..errors import ConflictError
+from ..errors import NotFoundError
+from ..errors import ValidationError
+from ..models import CredentialSecret
+from ..models import OAuth2Client
+from ..models import ResourceServer
+from ..models import TokenFamily
+from ..security import hash_token
+from ..security import new_token
+from .audit import record_event
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCOPES = ("ifttt",)
+DEFAULT_OVERLAP = timedelta(hours=24)
+# Writing last_used_at on every call would turn the hot introspection path into a
+# write path; once a minute is precise enough to see when IFTTT switched secrets.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+Holder = TypeVar("Holder", OAuth2Client, ResourceServer)
+
+
+@dataclass(frozen=True)
+class IssuedSecret:
+    """A newly issued secret, shown once, and when the previous one stops working."""
+
+    owner_id: str
+    secret: str
+    old_secret_expires_at: datetime | None
+    ended_early: int
+
+
+def validate_redirect_uri(uri: str) -> str:
+    """Check a redirect URI is absolute, without fragment, and https unless loopback.
+
+    :raises ValidationError: naming what is wrong.
+    """
+    uri = uri.strip()
+    if not uri or len(uri) > 2000:
+        raise ValidationError("redirect URI must be 1 to 2000 characters")
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        raise ValidationError(f"redirect URI {uri!r} is not a valid URL") from None
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        raise ValidationError(f"redirect URI {uri!r} must be an absolute http(s) URL")
+    if parts.fragment or "#" in uri:
+        # RFC 6749 §3.1.2: the redirection endpoint URI MUST NOT include a fragment.
+        raise ValidationError(f"redirect URI {uri!r} must not contain a fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValidationError(f"redirect URI {uri!r} must use https")
+    return uri
+
+
+def _check_scopes(scopes: list[str]) -> list[str]:
+    cleaned: list[str] = []
+    for scope in scopes:
+        # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        if not scope or any(ch in ' "\\' or not 0x21 <= ord(ch) <= 0x7E for ch in scope):
+            raise ValidationError(f"invalid scope {scope!r}")
+        if scope not in cleaned:
+            cleaned.append(scope)
+    return cleaned
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200 or "\x00" in name:
+        raise ValidationError("name must be 1 to 200 characters")
+    return name
+
+
+def check_lifetimes(
+    *, access_token_lifetime: int | None, refresh_grace_lifetime: int | None,
+    default_access: int, default_grace: int,
+) -> None:
+    """Refuse negative lifetimes and a grace period longer than the access lifetime.
+
+    :raises ValidationError: naming the value at fault.
+    """
+    for label, value in (
+        ("access token lifetime", access_token_lifetime),
+        ("grace period", refresh_grace_lifetime),
+    ):
+        if value is not None and value < 0:
+            raise ValidationError(f"{label} must not be negative")
+    access = default_access if access_token_lifetime is None else access_token_lifetime
+    grace = default_grace if refresh_grace_lifetime is None else refresh_grace_lifetime
+    if access and grace > access:
+        raise ValidationError(
+            f"grace period ({grace}s) must not exceed the access token lifetime ({access}s)"
+        )
+
+
+def _new_secret(owner: OAuth2Client | ResourceServer) -> str:
+    raw = new_token()
+    owner.secrets.append(CredentialSecret(secret_hash=hash_token(raw)))
+    return raw
+
+
+def register_client(
+    name: str,
+    *,
+    redirect_uris: list[str],
+    scopes: list[str] | None = None,
+    public: bool = False,
+    client_id: str | None = None,
+) -> tuple[OAuth2Client, str | None]:
+    """Register a client and commit; return it with its secret (None if public).
+
+    :raises ValidationError: for a bad name, URI or scope.
+    :raises ConflictError: when the requested client id is taken.
+    """
+    name = _check_name(name)
+    if not redirect_uris:
+        raise ValidationError("at least one --redirect-uri is required")
+    uris = []
+    for uri in redirect_uris:
+        checked = validate_redirect_uri(uri)
+        if checked not in uris:
+            uris.append(checked)
+    scope_list = _check_scopes(list(scopes) if scopes else list(DEFAULT_SCOPES))
+    if client_id is not None:
+        if not client_id or len(client_id) > 64 or not client_id.isascii() or any(
+            ch.isspace() or ch == ":" for ch in client_id
+        ):
+            raise ValidationError("client id must be 1-64 ASCII characters, no spaces or ':'")
+        if get_client(client_id) is not None:
+            raise ConflictError(f"client {client_id!r} already exists")
+    oauth_client = OAuth2Client(
+        client_id=client_id or std_secrets.token_urlsafe(18),
+        name=name,
+        redirect_uris=uris,
+        scopes=scope_list,
+        is_confidential=not public,
+    )
+    db.session.add(oauth_client)
+    secret = None if public else _new_secret(oauth_client)
+    record_event("client.created", actor="cli", client_id=oauth_client.client_id)
+    if secret is not None:
+        record_event("secret.created", actor="cli", client_id=oauth_client.client_id)
+    db.session.commit()
+    return oauth_client, secret
+
+
+def get_client(client_id: str) -> OAuth2Client | None:
+    """Return the client with this id, if any (disabled ones included)."""
+    if not client_id or len(client_id) > 64:
+        return None
+    return db.session.scalar(select(OAuth2Client).where(OAuth2Client.client_id == client_id))
+
+
+def require_client(client_id: str) -> OAuth2Client:
+    """Return the client with this id.
+
+    :raises NotFoundError: when there is none.
+    """
+    oauth_client = get_client(client_id)
+    if oauth_client is None:
+        raise NotFoundError(f"no client with id {client_id!r}")
+    return oauth_client
+
+
+def list_clients() -> list[OAuth2Client]:
+    """Return every client, oldest first."""
+    return list(db.session.scalars(select(OAuth2Client).order_by(OAuth2Client.id)))
+
+
+def delete_client(client_id: str) -> None:
+    """Delete a client and with it every token and code it holds; commit."""
+    oauth_client = require_client(client_id)
+    record_event("client.deleted", actor="cli", client_id=oauth_client.client_id)
+    db.session.delete(oauth_client)
+    db.session.commit()
+
+
+def update_client(
+    client_id: str,
+    *,
+    name: str | None = None,
+    add_redirect_uris: list[str] | None = None,
+    remove_redirect_uris: list[str] | None = None,
+    scopes: list[str] | None = None,
+    access_token_lifetime: int | None = None,
+    refresh_grace_lifetime: int | None = None,
+    clear_lifetimes: bool = False,
+    disabled: bool | None = None,
+    default_access: int,
+    default_grace: int,
+) -> OAuth2Client:
+    """Apply the given changes to a client and commit.
+
+    :raises ValidationError: when the result would be invalid (no redirect URI left,
+        a grace period longer than the access lifetime, ...).
+    """
+    oauth_client = require_client(client_id)
+    changes: list[str] = []
+    if name is not None:
+        oauth_client.name = _check_name(name)
+        changes.append("name")
+    uris = list(oauth_client.redirect_uris)
+    for uri in add_redirect_uris or []:
+        checked = validate_redirect_uri(uri)
+        if checked not in uris:
+            uris.append(checked)
+            changes.append("redirect_uri_added")
+    for uri in remove_redirect_uris or []:
+        if uri not in uris:
+            raise ValidationError(f"redirect URI {uri!r} is not registered")
+        uris.remove(uri)
+        changes.append("redirect_uri_removed")
+    if not uris:
+        raise ValidationError("a client must keep at least one redirect URI")
+    oauth_client.redirect_uris = uris
+    if scopes is not None:
+        scope_list = _check_scopes(scopes)
+        if not scope_list:
+            raise ValidationError("a client needs at least one scope")
+        oauth_client.scopes = scope_list
+        changes.append("scopes")
+    if clear_lifetimes:
+        oauth_client.access_token_lifetime = None
+        oauth_client.refresh_grace_lifetime = None
+        changes.append("lifetimes_cleared")
+    if access_token_lifetime is not None:
+        oauth_client.access_token_lifetime = access_token_lifetime
+        changes.append("access_token_lifetime")
+    if refresh_grace_lifetime is not None:
+        oauth_client.refresh_grace_lifetime = refresh_grace_lifetime
+        changes.append("refresh_grace_lifetime")
+    check_lifetimes(
+        access_token_lifetime=oauth_client.access_token_lifetime,
+        refresh_grace_lifetime=oauth_client.refresh_grace_lifetime,
+        default_access=default_access,
+        default_grace=default_grace,
+    )
+    if disabled is not None and disabled != oauth_client.disabled:
+        oauth_client.disabled = disabled
+        changes.append("disabled" if disabled else "enabled")
+    if not changes:
+        db.session.rollback()
+        raise ValidationError("nothing to change; see --help for the options")
+    record_event("client.changed", actor="cli", client_id=client_id, changes=changes)
+    db.session.commit()
+    return oauth_client
+
+
+def rotate_secret(
+    owner: OAuth2Client | ResourceServer, *, overlap: timedelta, owner_id: str
+) -> IssuedSecret:
+    """Issue a new secret; the previous one lives until the overlap ends. Commit.
+
+    At most two secrets are live: any older secret still in an overlap ends now.
+    """
+    if overlap < timedelta(0):
+        raise ValidationError("overlap must not be negative")
+    now = utcnow()
+    live = owner.live_secrets(now)
+    kwargs = _owner_kwargs(owner, owner_id)
+    ended_early = 0
+    current = live[0] if live else None
+    for older in live[1:]:
+        older.expires_at = now
+        ended_early += 1
+        record_event("secret.expired", actor="cli", reason="superseded", **kwargs)
+    old_expires: datetime | None = None
+    if current is not None:
+        old_expires = now + overlap
+        current.expires_at = old_expires
+    raw = _new_secret(owner)
+    record_event(
+        "secret.rotated",
+        actor="cli",
+        old_secret_expires_at=old_expires.isoformat() if old_expires else None,
+        **kwargs,
+    )
+    db.session.commit()
+    return IssuedSecret(owner_id, raw, old_expires, ended_early)
+
+
+def expire_old_secrets(owner: OAuth2Client | ResourceServer, *, owner_id: str) -> int:
+    """End every overlap now, keeping only the newest secret; commit; return count."""
+    now = utcnow()
+    live = owner.live_secrets(now)
+    for older in live[1:]:
+        older.expires_at = now
+        record_event(
+            "secret.expired", actor="cli", reason="admin", **_owner_kwargs(owner, owner_id)
+        )
+    db.session.commit()
+    return len(live) - 1 if live else 0
+
+
+def _owner_kwargs(owner: OAuth2Client | ResourceServer, owner_id: str) -> dict[str, str]:
+    if isinstance(owner, OAuth2Client):
+        return {"client_id": owner_id}
+    return {"resource_server": owner_id}
+
+
+def record_secret_use(owner: OAuth2Client | ResourceServer, *, owner_id: str) -> None:
+    """Note when the matched secret was last used; log use of a superseded one.
+
+    Commits only when something changed, and at most once a minute per secret.
+    """
+    matched = owner.matched_secret
+    if matched is None:
+        return
+    now = utcnow()
+    changed = False
+    if matched.expires_at is not None:
+        # The old secret during an overlap: the admin wants to see when IFTTT switches.
+        if matched.last_used_at is None or now - matched.last_used_at >= LAST_USED_RESOLUTION:
+            record_event("secret.used_old", **_owner_kwargs(owner, owner_id))
+            changed = True
+    if matched.last_used_at is None or now - matched.last_used_at >= LAST_USED_RESOLUTION:
+        db.session.execute(
+            update(CredentialSecret)
+            .where(CredentialSecret.id == matched.id)
+            .values(last_used_at=now)
+        )
+        changed = True
+    if changed:
+        db.session.commit()
+
+
+def revoke_client_families(oauth_client: OAuth2Client, *, reason: str) -> int:
+    """Revoke every live family of a client (without committing); return count."""
+    result = db.session.execute(
+        update(TokenFamily)
+        .where(TokenFamily.oauth_client_id == oauth_client.id, TokenFamily.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoke_reason=reason)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# Resource servers ---------------------------------------------------------------
+
+
+def register_resource_server(name: str) -> tuple[ResourceServer, str]:
+    """Register a resource server (a shim) and commit; return it with its secret."""
+    server = ResourceServer(server_id="rs_" + std_secrets.token_urlsafe(15), name=_check_name(name))
+    db.session.add(server)
+    raw = _new_secret(server)
+    record_event("resource_server.created", actor="cli", resource_server=server.server_id)
+    db.session.commit()
+    return server, raw
+
+
+def get_resource_server(server_id: str) -> ResourceServer | None:
+    """Return the resource server with this id, if any."""
+    if not server_id or len(server_id) > 64:
+        return None
+    return db.session.scalar(
+        select(ResourceServer).where(ResourceServer.server_id == server_id)
+    )
+
+
+def require_resource_server(server_id: str) -> ResourceServer:
+    """Return the resource server with this id.
+
+    :raises NotFoundError: when there is none.
+    """
+    server = get_resource_server(server_id)
+    if server is None:
+        raise NotFoundError(f"no resource server with id {server_id!r}")
+    return server
+
+
+def list_resource_servers() -> list[ResourceServer]:
+    """Return every resource server, oldest first."""
+    return list(db.session.scalars(select(ResourceServer).order_by(ResourceServer.id)))
+
+
+def delete_resource_server(server_id: str) -> None:
+    """Delete a resource server and its secrets; commit."""
+    server = require_resource_server(server_id)
+    record_event("resource_server.deleted", actor="cli", resource_server=server_id)
+    db.session.delete(server)
+    db.session.commit()

@@ -1,0 +1,104 @@
+"""Remembered consent and the user's connected apps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..database import db
+from ..models import Consent
+from ..models import OAuth2Client
+from ..models import TokenFamily
+from ..models import User
+from .tokens import revoke_families
+
+
+def has_consent(user: User, oauth_client: OAuth2Client, scope: str) -> bool:
+    """Tell whether the user already approved this client for every scope asked."""
+    wanted = set(scope.split())
+    granted = set(
+        db.session.scalars(
+            select(Consent.scope).where(
+                Consent.user_id == user.id, Consent.oauth_client_id == oauth_client.id
+            )
+        )
+    )
+    return bool(wanted) and wanted <= granted
+
+
+def grant_consent(user: User, oauth_client: OAuth2Client, scope: str) -> None:
+    """Remember the user's approval of each scope; commit."""
+    for item in sorted(set(scope.split())):
+        exists_already = db.session.scalar(
+            select(Consent.id).where(
+                Consent.user_id == user.id,
+                Consent.oauth_client_id == oauth_client.id,
+                Consent.scope == item,
+            )
+        )
+        if exists_already is None:
+            db.session.add(Consent(user_id=user.id, oauth_client_id=oauth_client.id, scope=item))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent approval stored the same row; the outcome is the same.
+        db.session.rollback()
+
+
+@dataclass(frozen=True)
+class ConnectedApp:
+    """A client the user has approved or holds live tokens for."""
+
+    client_id: str
+    name: str
+    scopes: list[str]
+    connected_at: datetime | None
+    live_grants: int
+
+
+def connected_apps(user: User) -> list[ConnectedApp]:
+    """Return the apps the user has connected, by name."""
+    rows = db.session.execute(
+        select(OAuth2Client, Consent).join(Consent, Consent.oauth_client_id == OAuth2Client.id)
+        .where(Consent.user_id == user.id)
+    ).all()
+    by_client: dict[int, tuple[OAuth2Client, list[str], datetime | None]] = {}
+    for oauth_client, consent in rows:
+        _, scopes, first = by_client.get(oauth_client.id, (oauth_client, [], None))
+        scopes.append(consent.scope)
+        when = consent.granted_at if first is None else min(first, consent.granted_at)
+        by_client[oauth_client.id] = (oauth_client, scopes, when)
+    families = db.session.execute(
+        select(TokenFamily.oauth_client_id).where(
+            TokenFamily.user_id == user.id, TokenFamily.revoked_at.is_(None)
+        )
+    ).scalars().all()
+    for client_pk in set(families) - set(by_client):
+        oauth_client = db.session.get(OAuth2Client, client_pk)
+        if oauth_client is not None:
+            by_client[client_pk] = (oauth_client, [], None)
+    apps = [
+        ConnectedApp(
+            client_id=oauth_client.client_id,
+            name=oauth_client.name,
+            scopes=sorted(scopes),
+            connected_at=when,
+            live_grants=sum(1 for f in families if f == pk),
+        )
+        for pk, (oauth_client, scopes, when) in by_client.items()
+    ]
+    return sorted(apps, key=lambda app: app.name.lower())
+
+
+def disconnect(user: User, oauth_client: OAuth2Client) -> int:
+    """Forget consent and revoke every family of this user and client; commit."""
+    db.session.execute(
+        delete(Consent).where(
+            Consent.user_id == user.id, Consent.oauth_client_id == oauth_client.id
+        )
+    )
+    return revoke_families(user=user, oauth_client=oauth_client, reason="user_revoked")

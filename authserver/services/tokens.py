@@ -1,0 +1,616 @@
+"""Authorization codes, token families, issuance, rotation, replay and revocation.
+
+Invariants:
+- raw codes and tokens exist only in responses; rows hold SHA-256 digests;
+- single-use things (codes, rotated refresh tokens) are consumed by one conditional
+  UPDATE whose rowcount decides the winner, so a race has exactly one;
+- a family is revoked by one UPDATE of its row; every check goes through it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_
+from sqlalchemy import delete
+from sqlalchemy import exists
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from ..clock import epoch
+from ..clock import utcnow
+from ..database import db
+from ..errors import AuthServerError
+from ..errors import ValidationError
+from ..models import AccessToken
+from ..models import AuthorizationCode
+from ..models import OAuth2Client
+from ..models import RefreshToken
+from ..models import TokenFamily
+from ..models import User
+from ..security import hash_token
+from ..security import new_token
+from ..security import open_successor
+from ..security import seal_successor
+from .audit import record_event
+
+log = logging.getLogger(__name__)
+security_log = logging.getLogger("authserver.security")
+
+
+class GrantError(AuthServerError):
+    """The presented code or refresh token is invalid (OAuth ``invalid_grant``)."""
+
+
+class ScopeError(AuthServerError):
+    """The requested scope exceeds what was granted (OAuth ``invalid_scope``)."""
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """The token rules in force for one client."""
+
+    access_lifetime: timedelta | None
+    rotation: bool
+    grace: timedelta
+    max_replays: int
+    reuse_revokes_family: bool
+
+
+def policy_for(oauth_client: OAuth2Client) -> TokenPolicy:
+    """Combine server settings with the client's overrides."""
+    config = current_app.config
+    return TokenPolicy(
+        access_lifetime=oauth_client.access_lifetime(config["ACCESS_TOKEN_TTL"]),
+        rotation=bool(config["REFRESH_ROTATION"]),
+        grace=oauth_client.grace_lifetime(config["REFRESH_GRACE_SECONDS"]),
+        max_replays=int(config["REFRESH_MAX_REPLAYS"]),
+        reuse_revokes_family=bool(config["REFRESH_REUSE_REVOKES_FAMILY"]),
+    )
+
+
+# Authorization codes ------------------------------------------------------------
+
+
+def create_authorization_code(
+    *,
+    code: str,
+    oauth_client: OAuth2Client,
+    user: User,
+    redirect_uri: str,
+    scope: str,
+    code_challenge: str | None,
+    code_challenge_method: str | None,
+) -> None:
+    """Store a new code (its hash) bound to client, user, URI, scope and PKCE; commit."""
+    now = utcnow()
+    lifetime = timedelta(seconds=current_app.config["AUTH_CODE_TTL"])
+    db.session.add(
+        AuthorizationCode(
+            code_hash=hash_token(code),
+            oauth_client_id=oauth_client.id,
+            user_id=user.id,
+            redirect_uri=redirect_uri,
+            scope=scope,
+            code_challenge=code_challenge,
+            code_challenge_method=code_challenge_method,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    db.session.commit()
+
+
+def find_authorization_code(code: str, oauth_client: OAuth2Client) -> AuthorizationCode | None:
+    """Return a redeemable code of this client, or None.
+
+    A code that was already used is a replay: RFC 6749 §4.1.2 says the tokens issued
+    from it SHOULD be revoked, which happens here (and is committed) before None.
+    """
+    row = db.session.scalar(
+        select(AuthorizationCode).where(AuthorizationCode.code_hash == hash_token(code))
+    )
+    if row is None or row.oauth_client_id != oauth_client.id:
+        return None
+    if row.used_at is not None:
+        _handle_code_replay(row.id, oauth_client)
+        return None
+    if row.is_expired(utcnow()):
+        return None
+    return row
+
+
+def _handle_code_replay(code_id: int, oauth_client: OAuth2Client) -> None:
+    db.session.rollback()
+    family_id = db.session.scalar(
+        select(AuthorizationCode.family_id).where(AuthorizationCode.id == code_id)
+    )
+    security_log.warning(
+        "authorization code replayed client_id=%s family=%s", oauth_client.client_id, family_id
+    )
+    if family_id is not None:
+        _revoke_family(family_id, reason="code_replay", client_id=oauth_client.client_id)
+    db.session.commit()
+
+
+def redeem_authorization_code(
+    code: AuthorizationCode, *, oauth_client: OAuth2Client, include_refresh_token: bool
+) -> dict[str, Any]:
+    """Consume a code and issue the first tokens of a new family; commit.
+
+    :raises GrantError: when the code was consumed meanwhile (a replay or a race).
+    """
+    now = utcnow()
+    # RFC 6749 §4.1.2: single use. The conditional UPDATE is the claim; of two
+    # concurrent redemptions exactly one sees rowcount 1.
+    claimed = db.session.execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.id == code.id,
+            AuthorizationCode.used_at.is_(None),
+            AuthorizationCode.expires_at > now,
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        _handle_code_replay(code.id, oauth_client)
+        raise GrantError("The authorization code was already used or has expired.")
+    family = TokenFamily(
+        user_id=code.user_id,
+        oauth_client_id=oauth_client.id,
+        scope=code.scope,
+        created_at=now,
+    )
+    db.session.add(family)
+    db.session.flush()
+    db.session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.id == code.id)
+        .values(family_id=family.id)
+        .execution_options(synchronize_session=False)
+    )
+    body = _issue(family, policy_for(oauth_client), now, include_refresh_token)
+    db.session.commit()
+    _count("issued")
+    return body
+
+
+def _issue(
+    family: TokenFamily,
+    policy: TokenPolicy,
+    now: datetime,
+    include_refresh_token: bool,
+    *,
+    parent_id: int | None = None,
+    reuse_refresh: tuple[int, str] | None = None,
+) -> dict[str, Any]:
+    """Add an access token (and a new refresh token unless reusing one); no commit."""
+    refresh_raw: str | None = None
+    refresh_id: int | None = None
+    if reuse_refresh is not None:
+        refresh_id, refresh_raw = reuse_refresh
+    elif include_refresh_token:
+        refresh_raw = new_token()
+        refresh_row = RefreshToken(
+            token_hash=hash_token(refresh_raw),
+            family_id=family.id,
+            parent_id=parent_id,
+            issued_at=now,
+        )
+        db.session.add(refresh_row)
+        db.session.flush()
+        refresh_id = refresh_row.id
+    access_raw = new_token()
+    expires_at = now + policy.access_lifetime if policy.access_lifetime else None
+    db.session.add(
+        AccessToken(
+            token_hash=hash_token(access_raw),
+            family_id=family.id,
+            refresh_token_id=refresh_id,
+            scope=family.scope,
+            issued_at=now,
+            expires_at=expires_at,
+        )
+    )
+    db.session.flush()
+    return token_response(access_raw, expires_at, refresh_raw, family.scope, now)
+
+
+def token_response(
+    access_token: str,
+    expires_at: datetime | None,
+    refresh_token: str | None,
+    scope: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Build the RFC 6749 §5.1 body in the shape IFTTT expects."""
+    body: dict[str, Any] = {"token_type": "Bearer", "access_token": access_token}
+    if expires_at is not None:
+        # IFTTT's rule: with no expiry, expires_in is omitted rather than 0.
+        body["expires_in"] = max(0, int((expires_at - now).total_seconds()))
+    if refresh_token is not None:
+        body["refresh_token"] = refresh_token
+    body["scope"] = scope
+    return body
+
+
+# Refresh ------------------------------------------------------------------------
+
+
+def refresh(
+    presented: str, *, oauth_client: OAuth2Client, requested_scope: str | None = None
+) -> dict[str, Any]:
+    """Exchange a refresh token, with rotation, grace replay and reuse detection.
+
+    Commits. See README "Refresh token semantics" for the table of outcomes.
+
+    :raises GrantError: for an unknown, foreign, revoked or reused token.
+    :raises ScopeError: when more scope is asked than the family holds.
+    """
+    now = utcnow()
+    policy = policy_for(oauth_client)
+    row = db.session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_token(presented))
+    )
+    if row is None or row.family.oauth_client_id != oauth_client.id:
+        # Another client's token is not this client's to revoke: just refuse it.
+        raise GrantError("The refresh token is invalid.")
+    family = row.family
+    if requested_scope and not set(requested_scope.split()) <= set(family.scope.split()):
+        raise ScopeError("The requested scope exceeds the original grant.")
+    if family.revoked_at is not None or row.revoked_at is not None:
+        _reuse_detected(row, oauth_client, policy, why="revoked token presented")
+    if family.user.disabled:
+        raise GrantError("The user account is disabled.")
+
+    if not policy.rotation and row.rotated_at is None:
+        body = _issue(family, policy, now, True, reuse_refresh=(row.id, presented))
+        db.session.commit()
+        _count("refreshed")
+        return body
+
+    claimed = db.session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.id == row.id,
+            RefreshToken.rotated_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(rotated_at=now, grace_ends_at=now + policy.grace)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount == 1:  # type: ignore[attr-defined]
+        body = _issue(family, policy, now, True, parent_id=row.id)
+        if policy.grace > timedelta(0):
+            sealed = seal_successor(
+                presented,
+                {
+                    "access_token": body["access_token"],
+                    "refresh_token": body["refresh_token"],
+                    "expires_at": epoch(now) + body["expires_in"]
+                    if "expires_in" in body
+                    else None,
+                },
+            )
+            db.session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.id == row.id)
+                .values(successor_ciphertext=sealed)
+                .execution_options(synchronize_session=False)
+            )
+        try:
+            db.session.commit()
+        except IntegrityError:
+            # The UNIQUE parent link caught a second successor: take the replay path.
+            db.session.rollback()
+        else:
+            _count("refreshed")
+            return body
+    else:
+        db.session.rollback()
+    return _replay(row, presented, oauth_client, policy)
+
+
+def _replay(
+    row: RefreshToken, presented: str, oauth_client: OAuth2Client, policy: TokenPolicy
+) -> dict[str, Any]:
+    """Answer a rotated token within its window with the same successor pair."""
+    now = utcnow()
+    child = aliased(RefreshToken)
+    successor_unused = exists().where(
+        child.parent_id == RefreshToken.id,
+        child.rotated_at.is_(None),
+        child.revoked_at.is_(None),
+    )
+    family_live = exists().where(
+        TokenFamily.id == RefreshToken.family_id, TokenFamily.revoked_at.is_(None)
+    )
+    # One conditional UPDATE both checks every replay rule and counts the replay, so
+    # concurrent replays cannot exceed the cap.
+    counted = db.session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.id == row.id,
+            RefreshToken.rotated_at.is_not(None),
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.grace_ends_at > now,
+            RefreshToken.replay_count < policy.max_replays,
+            RefreshToken.successor_ciphertext.is_not(None),
+            successor_unused,
+            family_live,
+        )
+        .values(replay_count=RefreshToken.replay_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if counted.rowcount == 1:  # type: ignore[attr-defined]
+        sealed = db.session.scalar(
+            select(RefreshToken.successor_ciphertext).where(RefreshToken.id == row.id)
+        )
+        payload = open_successor(presented, sealed) if sealed else None
+        if payload is not None:
+            db.session.commit()
+            expires = payload.get("expires_at")
+            expires_at = datetime.fromtimestamp(expires, UTC) if expires else None
+            log.info("refresh replay within grace family=%s", row.family_id)
+            _count("replays")
+            return token_response(
+                payload["access_token"], expires_at, payload["refresh_token"],
+                row.family.scope, now,
+            )
+    db.session.rollback()
+    _reuse_detected(row, oauth_client, policy, why="rotated token reused")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _reuse_detected(
+    row: RefreshToken, oauth_client: OAuth2Client, policy: TokenPolicy, *, why: str
+) -> None:
+    """Refuse a used refresh token; revoke its family (RFC 9700 §4.14.2); commit."""
+    security_log.warning(
+        "refresh token reuse detected client_id=%s family=%s reason=%s",
+        oauth_client.client_id, row.family_id, why,
+    )
+    _count("reuse")
+    if policy.reuse_revokes_family:
+        _revoke_family(row.family_id, reason="reuse_detected", client_id=oauth_client.client_id)
+    db.session.commit()
+    raise GrantError("The refresh token is invalid or was already used.")
+
+
+# Revocation ---------------------------------------------------------------------
+
+
+def _revoke_family(family_id: int, *, reason: str, client_id: str | None = None,
+                   username: str | None = None) -> bool:
+    """Revoke one family in a single UPDATE (no commit); tell if it was live."""
+    result = db.session.execute(
+        update(TokenFamily)
+        .where(TokenFamily.id == family_id, TokenFamily.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoke_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    revoked = bool(result.rowcount)  # type: ignore[attr-defined]
+    if revoked:
+        record_event("family.revoked", client_id=client_id, username=username,
+                     family=family_id, reason=reason)
+        _count("family_revoked")
+    return revoked
+
+
+def revoke_family(family_id: int, *, reason: str, client_id: str | None = None,
+                  username: str | None = None) -> bool:
+    """Revoke a family and commit; tell whether it was live."""
+    revoked = _revoke_family(family_id, reason=reason, client_id=client_id, username=username)
+    db.session.commit()
+    return revoked
+
+
+def revoke_families(
+    *, user: User | None = None, oauth_client: OAuth2Client | None = None, reason: str
+) -> int:
+    """Revoke every live family of a user and/or client; commit; return the count."""
+    stmt = select(TokenFamily.id).where(TokenFamily.revoked_at.is_(None))
+    if user is not None:
+        stmt = stmt.where(TokenFamily.user_id == user.id)
+    if oauth_client is not None:
+        stmt = stmt.where(TokenFamily.oauth_client_id == oauth_client.id)
+    ids = list(db.session.scalars(stmt))
+    count = 0
+    for family_id in ids:
+        count += _revoke_family(
+            family_id,
+            reason=reason,
+            client_id=oauth_client.client_id if oauth_client else None,
+            username=user.username if user else None,
+        )
+    db.session.commit()
+    return count
+
+
+def find_token(raw: str, hint: str | None = None) -> AccessToken | RefreshToken | None:
+    """Look a token up by its digest, trying the hinted type first."""
+    digest = hash_token(raw)
+    order: list[type[AccessToken] | type[RefreshToken]] = [AccessToken, RefreshToken]
+    if hint == "refresh_token":
+        order.reverse()
+    for model in order:
+        row = db.session.scalar(select(model).where(model.token_hash == digest))
+        if row is not None:
+            return row
+    return None
+
+
+def revoke_token(token: AccessToken | RefreshToken, *, oauth_client: OAuth2Client) -> None:
+    """RFC 7009: revoke an access token alone, or a refresh token with its grant; commit."""
+    if isinstance(token, AccessToken):
+        db.session.execute(
+            update(AccessToken)
+            .where(AccessToken.id == token.id, AccessToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        db.session.commit()
+        return
+    # RFC 7009 §2.1: revoking a refresh token SHOULD also end the access tokens of the
+    # same grant; the family is that grant.
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == token.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    _revoke_family(token.family_id, reason="client_revoked", client_id=oauth_client.client_id)
+    db.session.commit()
+
+
+def find_usable_access_token(raw: str) -> AccessToken | None:
+    """Return the access token if it authorizes requests now (one indexed lookup)."""
+    if not raw or len(raw) > 512:
+        return None
+    row = db.session.scalar(
+        select(AccessToken).where(AccessToken.token_hash == hash_token(raw))
+    )
+    if row is None or not row.is_usable(utcnow()):
+        return None
+    return row
+
+
+def refresh_token_is_active(row: RefreshToken) -> bool:
+    """Tell whether a refresh token can still be exchanged as a fresh token."""
+    family = row.family
+    return (
+        row.revoked_at is None
+        and row.rotated_at is None
+        and family.revoked_at is None
+        and not family.oauth_client.disabled
+        and not family.user.disabled
+    )
+
+
+# CLI issuance, listing and purge ---------------------------------------------------
+
+
+def issue_tokens_for(user: User, oauth_client: OAuth2Client, *, scope: str | None) -> dict[str, Any]:
+    """Mint a new family for a test account (IFTTT's test/setup); commit before return."""
+    allowed = set(oauth_client.scopes)
+    scope = scope or " ".join(oauth_client.scopes)
+    if not scope or not set(scope.split()) <= allowed:
+        raise ValidationError(
+            f"scope {scope!r} is not allowed for client {oauth_client.client_id!r} "
+            f"(allowed: {' '.join(oauth_client.scopes)})"
+        )
+    if user.disabled:
+        raise ValidationError(f"user {user.username!r} is disabled")
+    if oauth_client.disabled:
+        raise ValidationError(f"client {oauth_client.client_id!r} is disabled")
+    now = utcnow()
+    family = TokenFamily(user_id=user.id, oauth_client_id=oauth_client.id, scope=scope,
+                         created_at=now)
+    db.session.add(family)
+    db.session.flush()
+    body = _issue(family, policy_for(oauth_client), now, True)
+    record_event("token.issued", actor="cli", client_id=oauth_client.client_id,
+                 username=user.username, family=family.id)
+    db.session.commit()
+    return body
+
+
+def list_families(*, user: User | None = None, oauth_client: OAuth2Client | None = None,
+                  live_only: bool = True) -> list[TokenFamily]:
+    """Return families of a user and/or client, newest first."""
+    stmt = select(TokenFamily).order_by(TokenFamily.created_at.desc(), TokenFamily.id.desc())
+    if user is not None:
+        stmt = stmt.where(TokenFamily.user_id == user.id)
+    if oauth_client is not None:
+        stmt = stmt.where(TokenFamily.oauth_client_id == oauth_client.id)
+    if live_only:
+        stmt = stmt.where(TokenFamily.revoked_at.is_(None))
+    return list(db.session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """What one purge removed."""
+
+    ciphertexts: int
+    codes: int
+    families: int
+
+
+PURGE_BATCH = 500
+
+
+def purge(*, batch_size: int = PURGE_BATCH, retention: timedelta = timedelta(days=1)) -> PurgeResult:
+    """Erase expired successor ciphertexts, dead codes and dead families, in batches.
+
+    Each batch commits on its own, so the purge never holds long locks.
+    A family is dead when revoked longer than ``retention`` ago, or when it has no
+    usable refresh token and every access token expired longer than ``retention`` ago.
+    """
+    now = utcnow()
+    ciphertexts = _batched(
+        select(RefreshToken.id).where(
+            RefreshToken.successor_ciphertext.is_not(None), RefreshToken.grace_ends_at <= now
+        ),
+        lambda ids: update(RefreshToken).where(RefreshToken.id.in_(ids)).values(
+            successor_ciphertext=None
+        ),
+        batch_size,
+    )
+    codes = _batched(
+        select(AuthorizationCode.id).where(
+            or_(AuthorizationCode.expires_at <= now - retention,
+                and_(AuthorizationCode.used_at.is_not(None),
+                     AuthorizationCode.used_at <= now - retention))
+        ),
+        lambda ids: delete(AuthorizationCode).where(AuthorizationCode.id.in_(ids)),
+        batch_size,
+    )
+    live_refresh = exists().where(
+        RefreshToken.family_id == TokenFamily.id,
+        RefreshToken.rotated_at.is_(None),
+        RefreshToken.revoked_at.is_(None),
+    )
+    live_access = exists().where(
+        AccessToken.family_id == TokenFamily.id,
+        or_(AccessToken.expires_at.is_(None), AccessToken.expires_at > now - retention),
+    )
+    families = _batched(
+        select(TokenFamily.id).where(
+            or_(
+                TokenFamily.revoked_at <= now - retention,
+                and_(TokenFamily.revoked_at.is_(None), ~live_refresh, ~live_access),
+            )
+        ),
+        lambda ids: delete(TokenFamily).where(TokenFamily.id.in_(ids)),
+        batch_size,
+    )
+    return PurgeResult(ciphertexts, codes, families)
+
+
+def _batched(select_ids: Any, make_statement: Any, batch_size: int) -> int:
+    total = 0
+    while True:
+        ids = list(db.session.scalars(select_ids.limit(batch_size)))
+        if not ids:
+            return total
+        db.session.execute(make_statement(ids).execution_options(synchronize_session=False))
+        db.session.commit()
+        total += len(ids)
+        if len(ids) < batch_size:
+            return total
+
+
+def _count(name: str) -> None:
+    """Bump an operational counter (metrics hook; see authserver.metrics)."""
+    hook = current_app.extensions.get("authserver.count")
+    if hook is not None:
+        hook(name)

@@ -1,0 +1,177 @@
+"""Create, change, authenticate and delete users."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from ..clock import utcnow
+from ..database import db
+from ..errors import ConflictError
+from ..errors import NotFoundError
+from ..errors import ValidationError
+from ..models import TokenFamily
+from ..models import User
+from ..security import hash_password
+from ..security import verify_password
+from .audit import record_event
+
+MAX_PASSWORD_LENGTH = 1024
+
+
+def normalize_username(username: str) -> str:
+    """Normalize a username (NFKC, trimmed) so look-alike forms collide."""
+    return unicodedata.normalize("NFKC", username).strip()
+
+
+def _check_username(username: str) -> str:
+    name = normalize_username(username)
+    if not name:
+        raise ValidationError("username must not be empty")
+    if len(name) > 150:
+        raise ValidationError("username must be at most 150 characters")
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in name):
+        raise ValidationError("username must not contain spaces or control characters")
+    return name
+
+
+def _check_password(password: str) -> None:
+    if not password:
+        raise ValidationError("password must not be empty")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValidationError(f"password must be at most {MAX_PASSWORD_LENGTH} characters")
+    if "\x00" in password:
+        raise ValidationError("password must not contain NUL characters")
+
+
+def _check_text(label: str, value: str, limit: int) -> str:
+    value = value.strip()
+    if not value:
+        raise ValidationError(f"{label} must not be empty")
+    if len(value) > limit:
+        raise ValidationError(f"{label} must be at most {limit} characters")
+    if "\x00" in value:
+        raise ValidationError(f"{label} must not contain NUL characters")
+    return value
+
+
+def create_user(
+    username: str, *, name: str, password: str, email: str | None = None
+) -> User:
+    """Create a user with an argon2 password hash and commit.
+
+    :raises ValidationError: for an empty or malformed field.
+    :raises ConflictError: when the username is taken.
+    """
+    username = _check_username(username)
+    name = _check_text("name", name, 200)
+    if email is not None:
+        email = _check_text("email", email, 320)
+        if "@" not in email:
+            raise ValidationError("email must contain '@'")
+    _check_password(password)
+    if get_user(username) is not None:
+        raise ConflictError(f"user {username!r} already exists")
+    user = User(
+        username=username,
+        name=name,
+        email=email,
+        password_hash=hash_password(password),
+    )
+    db.session.add(user)
+    record_event("user.created", actor="cli", username=username)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ConflictError(f"user {username!r} already exists") from None
+    return user
+
+
+def get_user(username: str) -> User | None:
+    """Return the user with this username, if any."""
+    return db.session.scalar(
+        select(User).where(User.username == normalize_username(username))
+    )
+
+
+def require_user(username: str) -> User:
+    """Return the user with this username.
+
+    :raises NotFoundError: when there is none.
+    """
+    user = get_user(username)
+    if user is None:
+        raise NotFoundError(f"no user named {username!r}")
+    return user
+
+
+def get_user_by_session_id(session_id: str) -> User | None:
+    """Return the user a Flask-Login session id names, if still valid."""
+    public_id, _, epoch = session_id.partition(":")
+    user = db.session.scalar(select(User).where(User.public_id == public_id))
+    if user is None or str(user.session_epoch) != epoch or user.disabled:
+        return None
+    return user
+
+
+def list_users() -> list[User]:
+    """Return every user, by username."""
+    return list(db.session.scalars(select(User).order_by(User.username)))
+
+
+def authenticate(username: str, password: str) -> User | None:
+    """Return the user if the password is right and the account enabled.
+
+    Unknown users cost one argon2 verification too, so the answer time does not
+    reveal whether a username exists.
+    """
+    user = get_user(username) if len(username) <= 150 else None
+    ok = verify_password(user.password_hash if user else None, password[:MAX_PASSWORD_LENGTH])
+    if user is None or not ok or user.disabled:
+        return None
+    return user
+
+
+def set_password(username: str, password: str) -> User:
+    """Change a user's password, end their sessions, and commit."""
+    user = require_user(username)
+    _check_password(password)
+    user.password_hash = hash_password(password)
+    user.session_epoch += 1
+    record_event("user.changed", actor="cli", username=user.username, change="password")
+    db.session.commit()
+    return user
+
+
+def set_disabled(username: str, *, disabled: bool) -> User:
+    """Disable or enable a user and commit; disabling ends their sessions."""
+    user = require_user(username)
+    if user.disabled != disabled:
+        user.disabled = disabled
+        user.session_epoch += 1
+        record_event(
+            "user.changed",
+            actor="cli",
+            username=user.username,
+            change="disabled" if disabled else "enabled",
+        )
+        db.session.commit()
+    return user
+
+
+def delete_user(username: str) -> None:
+    """Revoke every token of the user, delete the account, and commit."""
+    user = require_user(username)
+    now = utcnow()
+    db.session.execute(
+        update(TokenFamily)
+        .where(TokenFamily.user_id == user.id, TokenFamily.revoked_at.is_(None))
+        .values(revoked_at=now, revoke_reason="user_deleted")
+    )
+    record_event("user.deleted", actor="cli", username=user.username)
+    db.session.delete(user)
+    db.session.commit()

@@ -1,0 +1,193 @@
+"""Fixtures: one migrated database per session, a fresh app per test."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import create_engine
+from sqlalchemy import text
+
+from authserver import create_app
+from authserver.database import db
+from authserver.models import OAuth2Client
+from authserver.models import User
+
+from .factories import IFTTT_REDIRECT
+from .factories import authorize_url
+from .factories import make_oauth_client
+from .factories import make_user
+from .factories import query_of
+
+TEST_SECRET_KEY = "test-secret-key-" + "0" * 32
+
+
+def _database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("AUTHSERVER_TEST_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.db")
+
+
+def _drop_everything(url: str) -> None:
+    from authserver.database import Base
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        Base.metadata.drop_all(connection)
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database migrated to head once per session (never create_all)."""
+    import authserver.models  # noqa: F401
+
+    url = _database_url(tmp_path_factory)
+    _drop_everything(url)
+    app = create_app(base_config(url, tmp_path_factory.mktemp("instance")))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
+def base_config(url: str, instance: Any = None) -> dict[str, Any]:
+    return {
+        "DATABASE_URL": url,
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "ISSUER": "http://localhost",
+        "RATE_LIMITS": "off",
+        "LOG_FORMAT": "text",
+    }
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest, database_url: str, tmp_path: Any,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", str(tmp_path / "instance"))
+    config = base_config(database_url)
+    marker = request.node.get_closest_marker("app_config")
+    if marker is not None:
+        config.update(marker.kwargs)
+    application = create_app(config)
+    application.config["TESTING"] = True
+    with application.app_context():
+        yield application
+        db.session.rollback()
+        db.session.remove()
+        with db.engine.begin() as connection:
+            for table in reversed(db.metadata.sorted_tables):
+                connection.execute(table.delete())
+        db.engine.dispose()
+
+
+@pytest.fixture
+def http(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def cli(app: Flask) -> Any:
+    return app.test_cli_runner(mix_stderr=False) if _runner_mixes() else app.test_cli_runner()
+
+
+def _runner_mixes() -> bool:
+    import inspect
+
+    from click.testing import CliRunner
+
+    return "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
+
+
+@pytest.fixture
+def user(app: Flask) -> User:
+    return make_user(username="walter", name="Walter White")
+
+
+@pytest.fixture
+def oauth_client_pair(app: Flask) -> tuple[OAuth2Client, str]:
+    oauth_client, secret = make_oauth_client(name="IFTTT", client_id="ifttt")
+    assert secret is not None
+    return oauth_client, secret
+
+
+@pytest.fixture
+def oauth_client(oauth_client_pair: tuple[OAuth2Client, str]) -> OAuth2Client:
+    return oauth_client_pair[0]
+
+
+@pytest.fixture
+def client_secret(oauth_client_pair: tuple[OAuth2Client, str]) -> str:
+    return oauth_client_pair[1]
+
+
+@pytest.fixture
+def login_as(http: FlaskClient) -> Callable[[User], None]:
+    def _login(user: User) -> None:
+        with http.session_transaction() as session:
+            session["_user_id"] = user.get_id()
+            session["_fresh"] = True
+
+    return _login
+
+
+def csrf_token_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token"[^>]*value="([^"]+)"', html
+    )
+    assert match, "no CSRF token in page"
+    return match.group(1)
+
+
+@pytest.fixture
+def get_code(http: FlaskClient, login_as: Callable[[User], None]) -> Callable[..., str]:
+    """Drive authorize → consent (allow) for a logged-in user; return the code."""
+
+    def _get_code(user: User, oauth_client: OAuth2Client, **params: str) -> str:
+        login_as(user)
+        url = authorize_url(oauth_client.client_id, **params)
+        page = http.get(url)
+        if page.status_code == 200:
+            page = http.post(url, data={"csrf_token": csrf_token_of(page.get_data(as_text=True)),
+                                        "decision": "allow"})
+        assert page.status_code == 302, page.get_data(as_text=True)
+        query = query_of(page.headers["Location"])
+        assert "code" in query, page.headers["Location"]
+        return query["code"]
+
+    return _get_code
+
+
+@pytest.fixture
+def exchange(http: FlaskClient) -> Callable[..., Any]:
+    """POST the code exchange exactly as IFTTT does (form body, secret in the body)."""
+
+    def _exchange(code: str, client_id: str, secret: str | None, **extra: str) -> Any:
+        data = {"grant_type": "authorization_code", "code": code, "client_id": client_id,
+                "redirect_uri": IFTTT_REDIRECT}
+        if secret is not None:
+            data["client_secret"] = secret
+        data.update(extra)
+        return http.post("/oauth/token", data=data)
+
+    return _exchange
+
+
+@pytest.fixture
+def refresh(http: FlaskClient) -> Callable[..., Any]:
+    def _refresh(refresh_token: str, client_id: str, secret: str, **extra: str) -> Any:
+        data = {"grant_type": "refresh_token", "refresh_token": refresh_token,
+                "client_id": client_id, "client_secret": secret}
+        data.update(extra)
+        return http.post("/oauth/token", data=data)
+
+    return _refresh
