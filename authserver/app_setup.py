@@ -52,7 +52,10 @@ def init_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=secure,
         PERMANENT_SESSION_LIFETIME=12 * 3600,
-        WTF_CSRF_SSL_STRICT=secure,
+        # Our pages send Referrer-Policy: no-referrer, so browsers omit the Referer
+        # that Flask-WTF's strict https check demands (every form post would fail);
+        # the session-bound CSRF token and SameSite=Lax carry the protection.
+        WTF_CSRF_SSL_STRICT=False,
         PREFERRED_URL_SCHEME="https" if secure else "http",
     )
     configure_logging(str(settings["LOG_FORMAT"]))

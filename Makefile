@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run   - install, migrate the embedded SQLite database, create demo data, serve on :8000
+#   make test  - install with test extras and run the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 2
+PYTEST_ARGS ?=
+export AUTHSERVER_INSTANCE_PATH ?= $(CURDIR)/instance
+
+.PHONY: run test install lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall only when the project definition changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/authserver db upgrade
+	$(BIN)/authserver demo
+	@echo "Serving on http://$(HOST):$(PORT)/login  (Ctrl-C to stop)"
+	$(BIN)/authserver serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/python -m ruff check authserver tests
+	$(BIN)/python -m mypy authserver
+
+clean:
+	rm -rf $(VENV) instance dist build .pytest_cache
