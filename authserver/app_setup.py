@@ -14,6 +14,9 @@ from flask import request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import SQLAlchemyError
+from flask import Request
+from flask.sessions import SecureCookieSession
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -105,6 +108,22 @@ def init_login(app: Flask) -> None:
     login_manager.session_protection = "basic"
     login_manager.user_loader(get_user_by_session_id)
     csrf.init_app(app)
+    app.session_interface = MachineAwareSessionInterface()
+
+
+# Called by machines (shims, IFTTT) on every poll: no browser session is opened, so
+# no cookie is read, refreshed or set, and no "Vary: Cookie" is added.
+SESSIONLESS_PREFIXES = ("/oauth/introspect", "/ifttt/")
+
+
+class MachineAwareSessionInterface(SecureCookieSessionInterface):
+    """Flask's cookie sessions, except on machine endpoints (a null session there)."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        """Open the cookie session, or a null session on a machine endpoint."""
+        if request.path.startswith(SESSIONLESS_PREFIXES):
+            return self.make_null_session(app)  # type: ignore[return-value]
+        return super().open_session(app, request)
 
 
 def init_blueprints(app: Flask) -> None:

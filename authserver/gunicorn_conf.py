@@ -9,6 +9,9 @@ from typing import Any
 accesslog = None  # our own JSON request log replaces gunicorn's access log
 errorlog = "-"
 worker_class = "sync"
+# gunicorn ≥ 23 opens a control socket at one fixed path per user; several instances
+# on one host would fight over it, and supervisors use signals anyway.
+control_socket_disable = True
 # Keep-alive helps shims that reuse connections for introspection.
 keepalive = 5
 

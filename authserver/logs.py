@@ -19,7 +19,7 @@ from .clock import utcnow
 
 request_log = logging.getLogger("authserver.request")
 # A request id is echoed into headers and logs: keep it short and printable.
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -66,18 +66,38 @@ def request_id() -> str:
     return value
 
 
+def note_request(*, client_id: str | None = None, user_id: str | None = None) -> None:
+    """Record who the request was for (client id, user public id) in its log line."""
+    if client_id is not None:
+        g.log_client_id = client_id
+    if user_id is not None:
+        g.log_user_id = user_id
+
+
+def _assign_request_id() -> str:
+    rid: str | None = g.get("request_id")
+    if rid is None:
+        incoming = request.headers.get("X-Request-ID", "")
+        # Anything else (too long, control characters, spaces) is replaced, so a caller
+        # cannot forge log lines or bloat headers through it.
+        rid = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        g.request_id = rid
+    return rid
+
+
 def init_request_logging(app: Flask) -> None:
     """Assign a request id, echo it back, and log one line per request."""
 
     @app.before_request
     def _start() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        _assign_request_id()
         g.started = time.perf_counter()
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        rid = g.get("request_id") or uuid.uuid4().hex
+        # An earlier before_request hook (CSRF, rate limits) may have cut the request
+        # short before _start ran: the caller's id must still be echoed.
+        rid = _assign_request_id()
         response.headers["X-Request-ID"] = rid
         duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         route = request.url_rule.rule if request.url_rule else None

@@ -23,8 +23,8 @@ REQUESTS = Counter(
     ["endpoint", "method", "status"],
 )
 LATENCY = Histogram(
-    "authserver_http_request_duration_seconds", "Request latency by endpoint",
-    ["endpoint"],
+    "authserver_http_request_duration_seconds", "Request latency by endpoint and status",
+    ["endpoint", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 EVENTS = {
@@ -60,7 +60,9 @@ def init_metrics(app: Flask) -> None:
         endpoint = request.endpoint or "unmatched"
         started = g.get("metrics_started")
         if started is not None:
-            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            LATENCY.labels(endpoint, str(response.status_code)).observe(
+                time.perf_counter() - started
+            )
         REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
         return response
 

@@ -70,6 +70,28 @@ def base_config(url: str, instance: Any = None) -> dict[str, Any]:
     }
 
 
+class FreshGlobalsClient(FlaskClient):
+    """Give each request a fresh ``g``, as a server's own app context would.
+
+    Requests reuse the fixture's app context (and so its ``db.session``), but ``g``
+    must not outlive a request: Flask-Login caches the user and Flask-WTF the CSRF
+    token there, which would hide logouts, epoch bumps and session renewal.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        from flask.globals import _cv_app
+
+        context = _cv_app.get(None)
+        if context is None or context.app is not self.application:
+            return super().open(*args, **kwargs)
+        saved = context.g
+        context.g = self.application.app_ctx_globals_class()
+        try:
+            return super().open(*args, **kwargs)
+        finally:
+            context.g = saved
+
+
 @pytest.fixture
 def app(request: pytest.FixtureRequest, database_url: str, tmp_path: Any,
         monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
@@ -80,6 +102,7 @@ def app(request: pytest.FixtureRequest, database_url: str, tmp_path: Any,
         config.update(marker.kwargs)
     application = create_app(config)
     application.config["TESTING"] = True
+    application.test_client_class = FreshGlobalsClient
     with application.app_context():
         yield application
         db.session.rollback()

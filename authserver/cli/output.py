@@ -20,6 +20,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _DURATION = re.compile(r"^(\d{1,9})([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Ten years: longer makes no sense for an overlap or lifetime, and far larger values
+# would overflow datetime arithmetic (a traceback instead of an answer).
+MAX_DURATION = timedelta(days=3650)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -27,12 +30,24 @@ def parse_duration(text: str) -> timedelta:
 
     :raises click.BadParameter: for anything else (negative values included).
     """
-    match = _DURATION.match(text.strip())
+    text = text.strip()
+    match = _DURATION.match(text)
     if not match:
+        if _DURATION.match(text[1:]) and text.startswith("-"):
+            raise click.BadParameter(f"{text!r} is negative; durations must be 0 or more")
         raise click.BadParameter(
             f"{text!r} is not a duration; use a number with s, m, h or d (e.g. 90s, 24h, 7d)"
         )
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    value = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    if value > MAX_DURATION:
+        raise click.BadParameter(f"{text!r} is too long; at most {MAX_DURATION.days}d")
+    return value
+
+
+class DurationError(click.ClickException):
+    """A bad duration option: one line on stderr, exit status 2 (like usage errors)."""
+
+    exit_code = 2
 
 
 class Duration(click.ParamType):
@@ -41,13 +56,18 @@ class Duration(click.ParamType):
     name = "duration"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
-        """Convert the option value."""
+        """Convert the option value.
+
+        :raises DurationError: not click's usage error, which would print the usage
+            and a hint around the message; one line names the option and the problem.
+        """
         if isinstance(value, timedelta):
             return value
         try:
             return parse_duration(str(value))
         except click.BadParameter as error:
-            self.fail(error.message, param, ctx)
+            label = param.opts[0] if param is not None and param.opts else "duration"
+            raise DurationError(f"invalid value for {label}: {error.message}") from None
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -34,6 +34,14 @@ EVENT_TYPES = (
 )
 
 
+# Detail keys that would name a credential; a caller passing one is a bug, caught
+# before anything reaches the table or the log.
+_CREDENTIAL_KEYS = frozenset({
+    "secret", "client_secret", "token", "access_token", "refresh_token", "code",
+    "password",
+})
+
+
 def record_event(
     event_type: str,
     *,
@@ -45,7 +53,14 @@ def record_event(
     """Add an audit row to the current unit of work and log it.
 
     The caller commits. Callers must never pass secrets, tokens, codes or passwords.
+
+    :raises ValueError: for an unknown event type or a detail named like a credential.
     """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown audit event type {event_type!r}")
+    leaked = _CREDENTIAL_KEYS.intersection(details)
+    if leaked:
+        raise ValueError(f"audit details must not carry credentials: {sorted(leaked)}")
     event = AuditEvent(
         event_type=event_type,
         actor=actor,

@@ -185,8 +185,13 @@ def list_clients() -> list[OAuth2Client]:
 
 
 def delete_client(client_id: str) -> None:
-    """Delete a client and with it every token and code it holds; commit."""
+    """Delete a client and with it every token and code it holds; commit.
+
+    Live families are revoked first so the trail shows which grants ended; the
+    database cascade then removes the rows.
+    """
     oauth_client = require_client(client_id)
+    revoke_client_families(oauth_client, reason="client_deleted")
     record_event("client.deleted", actor="cli", client_id=oauth_client.client_id)
     db.session.delete(oauth_client)
     db.session.commit()
@@ -212,6 +217,43 @@ def update_client(
         a grace period longer than the access lifetime, ...).
     """
     oauth_client = require_client(client_id)
+    try:
+        changes = _apply_changes(
+            oauth_client,
+            name=name,
+            add_redirect_uris=add_redirect_uris,
+            remove_redirect_uris=remove_redirect_uris,
+            scopes=scopes,
+            access_token_lifetime=access_token_lifetime,
+            refresh_grace_lifetime=refresh_grace_lifetime,
+            clear_lifetimes=clear_lifetimes,
+            disabled=disabled,
+            default_access=default_access,
+            default_grace=default_grace,
+        )
+    except ValidationError:
+        # Half-applied changes must not reach the next commit of this session.
+        db.session.rollback()
+        raise
+    record_event("client.changed", actor="cli", client_id=client_id, changes=changes)
+    db.session.commit()
+    return oauth_client
+
+
+def _apply_changes(
+    oauth_client: OAuth2Client,
+    *,
+    name: str | None,
+    add_redirect_uris: list[str] | None,
+    remove_redirect_uris: list[str] | None,
+    scopes: list[str] | None,
+    access_token_lifetime: int | None,
+    refresh_grace_lifetime: int | None,
+    clear_lifetimes: bool,
+    disabled: bool | None,
+    default_access: int,
+    default_grace: int,
+) -> list[str]:
     changes: list[str] = []
     if name is not None:
         oauth_client.name = _check_name(name)
@@ -256,11 +298,8 @@ def update_client(
         oauth_client.disabled = disabled
         changes.append("disabled" if disabled else "enabled")
     if not changes:
-        db.session.rollback()
         raise ValidationError("nothing to change; see --help for the options")
-    record_event("client.changed", actor="cli", client_id=client_id, changes=changes)
-    db.session.commit()
-    return oauth_client
+    return changes
 
 
 def rotate_secret(
@@ -342,13 +381,27 @@ def record_secret_use(owner: OAuth2Client | ResourceServer, *, owner_id: str) ->
 
 
 def revoke_client_families(oauth_client: OAuth2Client, *, reason: str) -> int:
-    """Revoke every live family of a client (without committing); return count."""
-    result = db.session.execute(
+    """Revoke every live family of a client (without committing); return count.
+
+    Each revoked family gets a ``family.revoked`` audit row with the reason.
+    """
+    family_ids = list(db.session.scalars(
+        select(TokenFamily.id).where(
+            TokenFamily.oauth_client_id == oauth_client.id, TokenFamily.revoked_at.is_(None)
+        )
+    ))
+    if not family_ids:
+        return 0
+    db.session.execute(
         update(TokenFamily)
-        .where(TokenFamily.oauth_client_id == oauth_client.id, TokenFamily.revoked_at.is_(None))
+        .where(TokenFamily.id.in_(family_ids))
         .values(revoked_at=utcnow(), revoke_reason=reason)
+        .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    for family_id in family_ids:
+        record_event("family.revoked", actor="cli", client_id=oauth_client.client_id,
+                     family=family_id, reason=reason)
+    return len(family_ids)
 
 
 # Resource servers ---------------------------------------------------------------
