@@ -37,6 +37,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	$(BIN)/python -m ruff check authserver tests
 	$(BIN)/python -m mypy authserver
 

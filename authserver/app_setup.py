@@ -7,16 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from flask import Request
 from flask import Response
 from flask import jsonify
 from flask import render_template
 from flask import request
+from flask.sessions import SecureCookieSession
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import SQLAlchemyError
-from flask import Request
-from flask.sessions import SecureCookieSession
-from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -122,7 +122,7 @@ class MachineAwareSessionInterface(SecureCookieSessionInterface):
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         """Open the cookie session, or a null session on a machine endpoint."""
         if request.path.startswith(SESSIONLESS_PREFIXES):
-            return self.make_null_session(app)  # type: ignore[return-value]
+            return self.make_null_session(app)
         return super().open_session(app, request)
 
 
@@ -130,11 +130,12 @@ def init_blueprints(app: Flask) -> None:
     """Register every blueprint."""
     from .blueprints import account
     from .blueprints import auth
+    from .blueprints import docs
     from .blueprints import health
     from .blueprints import ifttt
     from .blueprints import oauth
 
-    for module in (auth, oauth, ifttt, account, health):
+    for module in (auth, oauth, ifttt, account, health, docs):
         app.register_blueprint(module.bp)
 
 
@@ -174,6 +175,9 @@ def init_security_headers(app: Flask) -> None:
 
 
 def _wants_json() -> bool:
+    # Machines call every /oauth/ endpoint except authorize, which a browser opens.
+    if request.path.startswith("/oauth/"):
+        return request.path != "/oauth/authorize"
     return request.path.startswith(("/oauth/token", "/oauth/revoke", "/oauth/introspect",
                                     "/ifttt/", "/.well-known/", "/metrics", "/readyz",
                                     "/healthz", "/openapi.json"))
@@ -198,7 +202,7 @@ def init_error_handlers(app: Flask) -> None:
         description = error.description or error.name
         if status == 413:
             description = "The request body is too large."
-        if _wants_json() or request.path.startswith("/oauth/"):
+        if _wants_json():
             code = {405: "invalid_request", 413: "invalid_request", 404: "not_found"}.get(
                 status, "invalid_request"
             )
@@ -220,7 +224,7 @@ def init_error_handlers(app: Flask) -> None:
         if counter is not None:
             counter("db_error")
         message = "The service is temporarily unavailable. Please retry."
-        if _wants_json() or request.path.startswith("/oauth/"):
+        if _wants_json():
             response = _json_error(503, "temporarily_unavailable", message)
             response.headers["Retry-After"] = "5"
             return response
@@ -233,7 +237,7 @@ def init_error_handlers(app: Flask) -> None:
             return _http_error(error)
         db.session.rollback()
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if _wants_json() or request.path.startswith("/oauth/"):
+        if _wants_json():
             return _json_error(500, "server_error", "Internal error.")
         return render_template("errors/error.html", status=500, title="Error",
                                message="Something went wrong."), 500

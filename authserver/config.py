@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMITS": "on",
     # Redis URL for shared rate-limit counters; empty keeps them in process memory.
     "REDIS_URL": "",
+    # Prefix of every Redis key; give each deployment sharing one Redis its own.
+    "REDIS_KEY_PREFIX": "authserver",
     # Failed logins allowed per username, and per client address.
     "RATE_LIMIT_LOGIN_USER": "10 per 5 minutes",
     "RATE_LIMIT_LOGIN_IP": "50 per 5 minutes",
@@ -62,6 +64,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _LOOPBACK_NAMES = {"localhost"}
+# Shorter keys can be brute-forced offline from one signed session cookie.
+MIN_SECRET_KEY_LENGTH = 32
+# Ten years; longer lifetimes overflow datetime arithmetic (a 500 on every token).
+MAX_LIFETIME_SECONDS = 10 * 365 * 86400
 _DB_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg"}
 
 
@@ -106,22 +112,48 @@ def _parse(key: str, raw: str, default: Any) -> Any:
 
 
 def _instance_secret_key(instance: Path) -> str:
+    """Return the instance's session key, generating it on first start.
+
+    :raises ConfigError: when the key file cannot be read or written.
+    """
     # Generated once and kept beside the database, so sessions survive restarts and
     # every worker of one instance signs with the same key.
     path = instance / "secret_key"
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    instance.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        # Another worker won the race; use its key.
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key)
+        try:
+            return _read_key(path)
+        except FileNotFoundError:
+            pass
+        instance.mkdir(parents=True, exist_ok=True)
+        # Write a complete private temp file, then link it into place: link fails if
+        # another process won the race, and no reader ever sees a half-written key.
+        key = secrets.token_hex(32)
+        temp = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(key)
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return _read_key(path)
+        finally:
+            temp.unlink(missing_ok=True)
+        return key
+    except OSError as error:
+        raise ConfigError(
+            f"cannot keep the secret key in {path} ({error.strerror or error}); "
+            f"set {ENV_PREFIX}INSTANCE_PATH to a writable folder "
+            f"or set {ENV_PREFIX}SECRET_KEY"
+        ) from None
+
+
+def _read_key(path: Path) -> str:
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"{path} holds no usable secret key; delete it to generate a new one"
+        )
     return key
 
 
@@ -176,6 +208,22 @@ def validate_config(settings: Mapping[str, Any]) -> None:
             raise ConfigError(f"{ENV_PREFIX}{key} must be a whole number")
         if value < 0:
             raise ConfigError(f"{ENV_PREFIX}{key} must not be negative (got {value})")
+    if settings["DB_TIMEOUT_SECONDS"] > 3600:
+        # PostgreSQL's statement_timeout (milliseconds) is a 32-bit integer.
+        raise ConfigError(
+            f"{ENV_PREFIX}DB_TIMEOUT_SECONDS must be at most 3600 seconds"
+        )
+    for key in ("AUTH_CODE_TTL", "ACCESS_TOKEN_TTL", "REFRESH_GRACE_SECONDS"):
+        if settings[key] > MAX_LIFETIME_SECONDS:
+            raise ConfigError(
+                f"{ENV_PREFIX}{key} must be at most {MAX_LIFETIME_SECONDS} seconds "
+                f"(got {settings[key]})"
+            )
+    if len(str(settings["SECRET_KEY"])) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"{ENV_PREFIX}SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} "
+            "characters (leave it unset to generate one)"
+        )
     if settings["AUTH_CODE_TTL"] == 0:
         raise ConfigError(f"{ENV_PREFIX}AUTH_CODE_TTL must be at least 1 second")
     if settings["DB_TIMEOUT_SECONDS"] == 0:

@@ -17,6 +17,7 @@ from flask import request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
+from flask_wtf import FlaskForm
 from limits import RateLimitItem
 from limits import parse
 
@@ -35,19 +36,28 @@ def init_limits(app: Flask) -> None:
     """Create this app's limiter (memory, or Redis when configured)."""
     items: dict[str, RateLimitItem] = {}
     for key in LIMIT_KEYS:
-        try:
-            items[key] = parse(str(app.config[key]))
-        except ValueError:
-            raise ConfigError(
-                f"AUTHSERVER_{key} must look like '10 per minute' (got {app.config[key]!r})"
-            ) from None
+        items[key] = _parse_limit(key, app.config[key])
     app.config["RATELIMIT_ENABLED"] = str(app.config["RATE_LIMITS"]).lower() == "on"
     app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
+    if app.config["REDIS_URL"]:
+        # The storage prefixes every key, including the ones hit directly below.
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {"key_prefix": str(app.config["REDIS_KEY_PREFIX"])}
     app.config["RATELIMIT_HEADERS_ENABLED"] = False
     app.config["RATELIMIT_KEY_PREFIX"] = "authserver"
     limiter = Limiter(key_func=get_remote_address, app=app, default_limits=[])
     app.extensions[EXTENSION_KEY] = (limiter, items)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
+
+
+def _parse_limit(key: str, value: object) -> RateLimitItem:
+    try:
+        item: RateLimitItem | None = parse(str(value))
+    except ValueError:
+        item = None
+    # "0 per minute" parses, but would refuse everyone before a single failure.
+    if item is None or item.amount < 1:
+        raise ConfigError(f"AUTHSERVER_{key} must look like '10 per minute' (got {value!r})")
+    return item
 
 
 def _limiter() -> tuple[Limiter, dict[str, RateLimitItem]]:
@@ -94,11 +104,13 @@ def record_login_failure(username: str) -> None:
 
 def token_failure_key() -> str:
     """Identify the caller of the token endpoint: its client id, else its address."""
-    from authlib.oauth2.rfc6749.util import extract_basic_authorization
+    from authlib.oauth2.rfc6749 import OAuth2Error
+
+    from .oauth2.server import basic_credentials
 
     try:
-        client_id, _ = extract_basic_authorization(request.headers)
-    except Exception:  # noqa: BLE001 - a malformed header is just "no client id"
+        client_id, _ = basic_credentials(request.headers)
+    except OAuth2Error:  # a malformed header is just "no client id"
         client_id = None
     client_id = client_id or request.form.get("client_id")
     if client_id and len(client_id) <= 64:
@@ -138,8 +150,11 @@ def introspection_exceeded() -> int | None:
     return max(1, math.ceil(reset - time.time()))
 
 
-def too_many(retry_after: int) -> Response:
-    """Build a 429 in the format of the endpoint being called."""
+def too_many(retry_after: int, form: FlaskForm | None = None) -> Response:
+    """Build a 429 in the format of the endpoint being called.
+
+    Pages get the login form back (``form`` keeps what the user typed).
+    """
     counter = current_app.extensions.get("authserver.count")
     if counter is not None:
         counter("rate_limited")
@@ -158,7 +173,7 @@ def too_many(retry_after: int) -> Response:
         response = Response(
             render_template(
                 "auth/login.html",
-                form=LoginForm(),
+                form=form or LoginForm(),
                 error="Too many attempts. Please wait a few minutes and try again.",
             ),
             mimetype="text/html",

@@ -32,6 +32,8 @@ class JsonFormatter(logging.Formatter):
             "time": utcnow().isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            # Which gunicorn worker wrote the line.
+            "pid": record.process,
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():

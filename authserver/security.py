@@ -50,8 +50,10 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Check a password; with no hash, burn the same time and return False."""
+    # Bytes, so a lone surrogate cannot raise inside argon2 (a 500 instead of False).
+    secret = password.encode("utf-8", "surrogatepass")
     try:
-        return _password_hasher.verify(password_hash or _DUMMY_HASH, password) and (
+        return _password_hasher.verify(password_hash or _DUMMY_HASH, secret) and (
             password_hash is not None
         )
     except (VerificationError, InvalidHashError):

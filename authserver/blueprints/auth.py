@@ -18,6 +18,7 @@ from flask_login import logout_user
 from ..forms import LoginForm
 from ..limits import login_limit_exceeded
 from ..limits import record_login_failure
+from ..limits import too_many
 from ..services import users as user_service
 from ..services.audit import record_event_now
 
@@ -55,11 +56,9 @@ def login() -> Response | str | tuple[str, int]:
         )
         return render_template("auth/login.html", form=form, error=error), status
     username = form.username.data or ""
-    if login_limit_exceeded(username):
-        return render_template(
-            "auth/login.html", form=form,
-            error="Too many attempts. Please wait a few minutes and try again.",
-        ), 429
+    wait = login_limit_exceeded(username)
+    if wait:
+        return too_many(wait, form)
     user = user_service.authenticate(username, form.password.data or "")
     if user is None:
         record_login_failure(username)

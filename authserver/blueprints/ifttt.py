@@ -8,6 +8,7 @@ from flask import Response
 from flask import current_app
 from flask import jsonify
 
+from ..logs import note_request
 from ..models import AccessToken
 from ..oauth2.protector import make_protector
 
@@ -35,6 +36,7 @@ def user_info() -> Response:
         response.headers["WWW-Authenticate"] = 'Bearer realm="authserver", error="invalid_token"'
         return response
     user = token.family.user
+    note_request(client_id=token.family.oauth_client.client_id, user_id=user.public_id)
     data = {"id": user.public_id, "name": user.name}
     template = current_app.config["USER_URL_TEMPLATE"]
     if template:

@@ -21,10 +21,12 @@ from ..limits import introspection_exceeded
 from ..limits import record_token_failure
 from ..limits import token_failures_exceeded
 from ..limits import too_many
+from ..logs import note_request
 from ..oauth2.grants import AUTH_METHODS
 from ..oauth2.server import DuplicateParameter
 from ..oauth2.server import authorization_server
 from ..services import consents as consent_service
+from ..services import tokens as token_service
 
 bp = Blueprint("oauth", __name__)
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ def authorize() -> Response | tuple[str, int] | str:
             # The client and redirect URI are verified: errors go back to the client.
             return server.handle_error_response(None, error)  # type: ignore[no-any-return]
         return _error_page(error)
+    note_request(client_id=grant.client.client_id,
+                 user_id=end_user.public_id if end_user is not None else None)
     if end_user is None:
         return redirect(url_for("auth.login", next=request.full_path))  # type: ignore[return-value]
 
@@ -98,7 +102,24 @@ def token() -> Response:
         response = server.handle_error_response(None, error)
     if response.status_code >= 400:
         record_token_failure()
+    _note_token_request(response)
     return response
+
+
+def _note_token_request(response: Response) -> None:
+    """Put the client id and the grant's user (never a token) into the request log."""
+    issued = response.get_json(silent=True) if response.status_code == 200 else None
+    found = token_service.find_token(issued["access_token"], "access_token") if (
+        isinstance(issued, dict) and isinstance(issued.get("access_token"), str)
+    ) else None
+    if found is not None:
+        family = found.family
+        note_request(client_id=family.oauth_client.client_id, user_id=family.user.public_id)
+        return
+    presented = request.authorization.username if request.authorization else None
+    presented = presented or request.form.get("client_id")
+    if presented and len(presented) <= 64:
+        note_request(client_id=presented)
 
 
 @bp.post("/oauth/revoke")
@@ -125,6 +146,11 @@ def introspect() -> Response:
         response: Response = server.create_endpoint_response("introspection")
     except DuplicateParameter as error:
         response = server.handle_error_response(None, error)
+    # The caller is the resource server; the log names it and the token's owner.
+    body = response.get_json(silent=True) if response.status_code == 200 else None
+    caller = getattr(request.authorization, "username", None) or request.form.get("client_id")
+    note_request(client_id=caller[:64] if caller else None,
+                 user_id=body.get("sub") if isinstance(body, dict) else None)
     return response
 
 

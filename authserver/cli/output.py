@@ -13,6 +13,7 @@ from typing import Any
 from typing import TypeVar
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import AuthServerError
 
@@ -105,6 +106,15 @@ def domain_errors(func: F) -> F:
             return func(*args, **kwargs)
         except AuthServerError as error:
             raise click.ClickException(error.message) from None
+        except DBAPIError as error:
+            # The usual first-run mistakes (database down, `db upgrade` not yet run)
+            # deserve one line, not a driver traceback; never the SQL or parameters.
+            lines = str(error.orig).strip().splitlines()
+            detail = lines[0] if lines else type(error.orig).__name__
+            raise click.ClickException(
+                f"database error: {detail} (check AUTHSERVER_DATABASE_URL and run "
+                "`authserver db upgrade`)"
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -105,4 +105,5 @@ def expire_secret(server_id: str, old: bool) -> None:
         raise click.UsageError("say which secret to expire: --old")
     server = client_service.require_resource_server(server_id)
     ended = client_service.expire_old_secrets(server, owner_id=server_id)
-    click.echo(f"Ended {ended} previous secret(s) of {server_id}.")
+    click.echo(f"Ended {ended} previous secret(s) of {server_id}." if ended
+               else f"Resource server {server_id} has no previous secret in an overlap.")

@@ -6,11 +6,11 @@ import click
 from flask.cli import AppGroup
 
 from ..errors import ValidationError
+from ..models import AccessToken
+from ..models import RefreshToken
 from ..services import clients as client_service
 from ..services import tokens as token_service
 from ..services import users as user_service
-from ..services.tokens import AccessToken
-from ..services.tokens import RefreshToken
 from .output import domain_errors
 from .output import emit_json
 from .output import emit_table
@@ -59,8 +59,9 @@ def revoke(username: str | None, client_id: str | None, raw_token: str | None) -
         revoked = token_service.revoke_family(found.family_id, reason="admin")
         click.echo("Revoked the token's family." if revoked else "That family was already revoked.")
         return
-    user = user_service.require_user(username) if username else None
-    oauth_client = client_service.require_client(client_id) if client_id else None
+    # "is not None": an empty --user "" must not fall through to "every family".
+    user = user_service.require_user(username) if username is not None else None
+    oauth_client = client_service.require_client(client_id) if client_id is not None else None
     count = token_service.revoke_families(user=user, oauth_client=oauth_client, reason="admin")
     click.echo(f"Revoked {count} token famil{'y' if count == 1 else 'ies'}.")
 
@@ -74,8 +75,8 @@ def revoke(username: str | None, client_id: str | None, raw_token: str | None) -
 def list_command(username: str | None, client_id: str | None, include_revoked: bool,
                  as_json: bool) -> None:
     """List token families (grants); never the tokens themselves."""
-    user = user_service.require_user(username) if username else None
-    oauth_client = client_service.require_client(client_id) if client_id else None
+    user = user_service.require_user(username) if username is not None else None
+    oauth_client = client_service.require_client(client_id) if client_id is not None else None
     families = token_service.list_families(user=user, oauth_client=oauth_client,
                                            live_only=not include_revoked)
     rows = [

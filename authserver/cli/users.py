@@ -33,8 +33,15 @@ def _user_document(user: user_service.User) -> dict[str, object]:
 def read_password(from_stdin: bool) -> str:
     """Read a password from stdin (first line) or prompt twice on a terminal."""
     if from_stdin:
-        data = sys.stdin.readline(MAX_PASSWORD_LENGTH + 2)
-        return data.rstrip("\r\n")
+        try:
+            data = sys.stdin.readline(MAX_PASSWORD_LENGTH + 2).rstrip("\r\n")
+            # Under a C locale stdin decodes with surrogateescape; argon2 needs UTF-8.
+            data.encode("utf-8")
+        except UnicodeError:
+            raise click.ClickException(
+                "the password on stdin is not valid UTF-8"
+            ) from None
+        return data
     if not sys.stdin.isatty():
         raise click.ClickException(
             "no terminal to prompt for a password; pass --password-stdin and pipe it"
@@ -63,6 +70,7 @@ def create(username: str, name: str, email: str | None, password_stdin: bool,
 
 @users.command("list")
 @json_option
+@domain_errors
 def list_command(as_json: bool) -> None:
     """List users."""
     rows = user_service.list_users()

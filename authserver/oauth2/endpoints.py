@@ -6,7 +6,7 @@ from typing import Any
 
 from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import InvalidClientError
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from flask import current_app
@@ -59,7 +59,10 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
 
         :raises InvalidClientError: 401 for missing or wrong credentials.
         """
-        caller_id, secret = extract_basic_authorization(request.headers)
+        # Imported here: server.py imports this module to register the endpoints.
+        from .server import basic_credentials
+
+        caller_id, secret = basic_credentials(request.headers)
         if not caller_id:
             caller_id = request.form.get("client_id")
             secret = request.form.get("client_secret")
@@ -76,11 +79,24 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
         request.client = caller
         return caller
 
-    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
-        """Look the token up by its digest."""
-        if len(token_string) > 512:
-            return None
-        return token_service.find_token(token_string, token_type_hint)
+    def check_params(self, request: Any, client: OAuth2Client | ResourceServer) -> None:
+        """Require ``token``; ignore the hint (only access tokens are looked up).
+
+        :raises InvalidRequestError: 400 when ``token`` is missing.
+        """
+        # RFC 7662 §2.1: the hint is advisory, so an unknown one is no error either.
+        if "token" not in request.form:
+            raise InvalidRequestError(description="Missing 'token' parameter.")
+
+    def query_token(
+        self, token_string: str, token_type_hint: str | None
+    ) -> AccessToken | None:
+        """Look a usable access token up by its digest (one indexed lookup).
+
+        Refresh tokens are never reported active: they authorize no call, and a shim
+        that only reads ``active`` must not accept one as a bearer token.
+        """
+        return token_service.find_usable_access_token(token_string)
 
     def check_permission(
         self, token: Token, client: OAuth2Client | ResourceServer, request: Any
@@ -103,16 +119,5 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
         issuer = current_app.config["ISSUER"]
         if isinstance(token, AccessToken) and token.is_usable(utcnow()):
             return token.to_introspection(issuer)
-        if isinstance(token, RefreshToken) and token_service.refresh_token_is_active(token):
-            family = token.family
-            return {
-                "active": True,
-                "sub": family.user.public_id,
-                "username": family.user.username,
-                "client_id": family.oauth_client.client_id,
-                "scope": family.scope,
-                "token_type": "refresh_token",
-                "iat": int(token.issued_at.timestamp()),
-                "iss": issuer,
-            }
+        # RFC 7662 §2.2: unknown, expired, revoked or not the caller's: nothing else.
         return {"active": False}

@@ -45,6 +45,21 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
 
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
+    @staticmethod
+    def validate_authorization_redirect_uri(request: Any, client: OAuth2Client) -> str:
+        """Refuse an unregistered redirect URI without quoting it back.
+
+        Authlib puts the URI into error_description: any byte breaks its RFC 6749 §5.2
+        check (a 500), and any text lands on our error page.
+        """
+        presented = request.payload.redirect_uri
+        if presented and not client.check_redirect_uri(presented):
+            raise InvalidRequestError("The redirect_uri is not registered for this client.")
+        redirect_uri: str = grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(
+            request, client
+        )
+        return redirect_uri
+
     def validate_authorization_request(self) -> str:
         """Also refuse scopes the client is not allowed (instead of trimming them)."""
         redirect_uri: str = super().validate_authorization_request()

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import re
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskServer
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import OAuth2Error
+from authlib.oauth2.rfc6749 import UnsupportedGrantTypeError
 from flask import Flask
 from flask import Response
 from flask import current_app
@@ -51,16 +57,31 @@ class AuthorizationServer(_FlaskServer):  # type: ignore[misc]
                 client_service.record_secret_use(oauth_client, owner_id=oauth_client.client_id)
         super().send_signal(name, *args, **kwargs)
 
+    def get_authorization_grant(self, request: Any) -> Any:
+        """Find the grant; a response_type that cannot be echoed is malformed.
+
+        Authlib quotes an unsupported response_type in error_description, which
+        RFC 6749 §5.2 limits to printable ASCII (Authlib raises otherwise).
+        """
+        if not _describable(request.payload.response_type):
+            raise InvalidRequestError("The response_type parameter is malformed.")
+        return super().get_authorization_grant(request)
+
+    def get_token_grant(self, request: Any) -> Any:
+        """Find the grant; an unprintable or overlong grant_type is not echoed back."""
+        if not _describable(request.payload.grant_type):
+            raise _UnsupportedGrantType()
+        return super().get_token_grant(request)
+
     def create_oauth2_request(self, request: Any) -> Any:
-        """Build Authlib's request, refusing parameters given twice (RFC 6749 §3.1)."""
+        """Build Authlib's request, refusing parameters given twice (RFC 6749 §3.1).
+
+        Authlib reads query and body together, so a name in both counts twice too.
+        """
         oauth_request = super().create_oauth2_request(request)
-        for key, values in flask_request.form.lists():
+        for key, values in flask_request.values.lists():
             if len(values) > 1:
                 raise _DuplicateParameter(key)
-        if flask_request.method == "GET" or flask_request.path.endswith("/authorize"):
-            for key, values in flask_request.args.lists():
-                if len(values) > 1:
-                    raise _DuplicateParameter(key)
         return oauth_request
 
     def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
@@ -81,23 +102,107 @@ class AuthorizationServer(_FlaskServer):  # type: ignore[misc]
 
 class _DuplicateParameter(InvalidRequestError):  # type: ignore[misc]
     def __init__(self, key: str) -> None:
-        super().__init__(f"Parameter {key!r} was given more than once.")
+        # RFC 6749 §5.2: error_description is printable ASCII without '"' and '\';
+        # Authlib refuses anything else, so a hostile name is not echoed.
+        named = f"Parameter '{key}'" if _SAFE_NAME.fullmatch(key) else "A parameter"
+        super().__init__(f"{named} was given more than once.")
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+# RFC 6749 §5.2: error_description characters are %x20-21 / %x23-5B / %x5D-7E.
+_DESCRIBABLE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{0,64}")
+
+
+def _describable(value: str | None) -> bool:
+    return value is None or _DESCRIBABLE.fullmatch(value) is not None
+
+
+class _UnsupportedGrantType(UnsupportedGrantTypeError):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def get_error_description(self) -> str:
+        return "The grant_type is not supported."
 
 
 def _presented_client_id() -> str | None:
-    from authlib.oauth2.rfc6749.util import extract_basic_authorization
-
-    client_id, _ = extract_basic_authorization(flask_request.headers)
+    try:
+        client_id, _ = basic_credentials(flask_request.headers)
+    except OAuth2Error:
+        client_id = None
     client_id = client_id or flask_request.form.get("client_id")
     if client_id is None or len(client_id) > 64:
         return None
     return str(client_id)
 
 
+def basic_credentials(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """Return the client id and secret of an HTTP Basic header, or (None, None).
+
+    RFC 6749 §2.3.1: both are form-urlencoded, then joined by a colon. Authlib's own
+    parser crashes on an empty token or bytes that are not UTF-8; this one refuses
+    any malformed header instead.
+
+    :raises InvalidClientError: 401 for a Basic header that cannot be decoded.
+    """
+    header = headers.get("Authorization") or ""
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None, None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise _malformed_basic() from None
+    client_id, colon, secret = decoded.partition(":")
+    client_id, secret = unquote(client_id), unquote(secret)
+    if not colon or not client_id or not secret or not _printable(client_id + secret):
+        raise _malformed_basic()
+    return client_id, secret
+
+
+def _printable(text: str) -> bool:
+    return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+def _malformed_basic() -> InvalidClientError:
+    return InvalidClientError(
+        status_code=401, description="The Basic authorization header is malformed."
+    )
+
+
+def authenticate_client_secret_basic(query_client: Any, request: Any) -> Any:
+    """Authenticate a client by HTTP Basic, refusing contradicting body credentials.
+
+    RFC 6749 §2.3: a client uses one authentication method per request, so a body
+    naming another client id or secret than the header is an invalid request.
+
+    :raises InvalidClientError: for a malformed header or an unknown client.
+    :raises InvalidRequestError: when the body contradicts the header.
+    """
+    client_id, secret = basic_credentials(request.headers)
+    if client_id is None or secret is None:
+        return None
+    form = request.form
+    for key, value in (("client_id", client_id), ("client_secret", secret)):
+        if form.get(key) not in (None, value):
+            raise InvalidRequestError(
+                f"The {key} in the body differs from the Authorization header."
+            )
+    oauth_client = query_client(client_id)
+    if oauth_client is None:
+        raise InvalidClientError(status_code=401, description="Unknown client.")
+    if oauth_client.check_client_secret(secret):
+        return oauth_client
+    return None
+
+
 def init_oauth2(app: Flask) -> None:
     """Build this app's server, register grants and endpoints, and store it."""
     server = AuthorizationServer()
     server.init_app(app)
+    server.register_client_auth_method(
+        "client_secret_basic", authenticate_client_secret_basic
+    )
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     server.register_grant(RefreshTokenGrant)
     server.register_endpoint(RevocationEndpoint)

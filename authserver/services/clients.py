@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.orm import joinedload
 
 from ..clock import utcnow
 from ..config import is_loopback_host
@@ -56,6 +57,8 @@ def validate_redirect_uri(uri: str) -> str:
     uri = uri.strip()
     if not uri or len(uri) > 2000:
         raise ValidationError("redirect URI must be 1 to 2000 characters")
+    if any(ch.isspace() or not ch.isprintable() for ch in uri):
+        raise ValidationError(f"redirect URI {uri!r} must not contain spaces or control characters")
     try:
         parts = urlsplit(uri)
     except ValueError:
@@ -74,7 +77,9 @@ def _check_scopes(scopes: list[str]) -> list[str]:
     cleaned: list[str] = []
     for scope in scopes:
         # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-        if not scope or any(ch in ' "\\' or not 0x21 <= ord(ch) <= 0x7E for ch in scope):
+        if not scope or len(scope) > 100 or any(
+            ch in ' "\\' or not 0x21 <= ord(ch) <= 0x7E for ch in scope
+        ):
             raise ValidationError(f"invalid scope {scope!r}")
         if scope not in cleaned:
             cleaned.append(scope)
@@ -140,7 +145,7 @@ def register_client(
     scope_list = _check_scopes(list(scopes) if scopes else list(DEFAULT_SCOPES))
     if client_id is not None:
         if not client_id or len(client_id) > 64 or not client_id.isascii() or any(
-            ch.isspace() or ch == ":" for ch in client_id
+            ch.isspace() or ch == ":" or not ch.isprintable() for ch in client_id
         ):
             raise ValidationError("client id must be 1-64 ASCII characters, no spaces or ':'")
         if get_client(client_id) is not None:
@@ -163,7 +168,8 @@ def register_client(
 
 def get_client(client_id: str) -> OAuth2Client | None:
     """Return the client with this id, if any (disabled ones included)."""
-    if not client_id or len(client_id) > 64:
+    # No id holds NUL (PostgreSQL refuses it in a query, so ask nothing).
+    if not client_id or len(client_id) > 64 or "\x00" in client_id:
         return None
     return db.session.scalar(select(OAuth2Client).where(OAuth2Client.client_id == client_id))
 
@@ -355,28 +361,33 @@ def _owner_kwargs(owner: OAuth2Client | ResourceServer, owner_id: str) -> dict[s
 
 
 def record_secret_use(owner: OAuth2Client | ResourceServer, *, owner_id: str) -> None:
-    """Note when the matched secret was last used; log use of a superseded one.
+    """Note when the matched secret was last used; audit use of a superseded one.
 
-    Commits only when something changed, and at most once a minute per secret.
+    Commits only when something changed: at most once a minute per secret, except
+    that the first use of the old secret after a rotation is always noted.
     """
     matched = owner.matched_secret
     if matched is None:
         return
     now = utcnow()
-    changed = False
+    due = matched.last_used_at is None or now - matched.last_used_at >= LAST_USED_RESOLUTION
     if matched.expires_at is not None:
         # The old secret during an overlap: the admin wants to see when IFTTT switches.
-        if matched.last_used_at is None or now - matched.last_used_at >= LAST_USED_RESOLUTION:
+        # The newest secret's creation is the rotation; a use from before it (even a
+        # few seconds before) must not hide the first use after it.
+        rotated_at = owner.live_secrets(now)[0].created_at
+        first_since_rotation = (
+            matched.last_used_at is None or matched.last_used_at < rotated_at
+        )
+        if due or first_since_rotation:
             record_event("secret.used_old", **_owner_kwargs(owner, owner_id))
-            changed = True
-    if matched.last_used_at is None or now - matched.last_used_at >= LAST_USED_RESOLUTION:
+            due = True
+    if due:
         db.session.execute(
             update(CredentialSecret)
             .where(CredentialSecret.id == matched.id)
             .values(last_used_at=now)
         )
-        changed = True
-    if changed:
         db.session.commit()
 
 
@@ -419,11 +430,14 @@ def register_resource_server(name: str) -> tuple[ResourceServer, str]:
 
 def get_resource_server(server_id: str) -> ResourceServer | None:
     """Return the resource server with this id, if any."""
-    if not server_id or len(server_id) > 64:
+    if not server_id or len(server_id) > 64 or "\x00" in server_id:
         return None
-    return db.session.scalar(
-        select(ResourceServer).where(ResourceServer.server_id == server_id)
-    )
+    # Introspection is the hot path: load the secrets in the same query.
+    return db.session.scalars(
+        select(ResourceServer)
+        .options(joinedload(ResourceServer.secrets))
+        .where(ResourceServer.server_id == server_id)
+    ).unique().first()
 
 
 def require_resource_server(server_id: str) -> ResourceServer:

@@ -290,25 +290,27 @@ def refresh(
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount == 1:  # type: ignore[attr-defined]
-        body = _issue(family, policy, now, True, parent_id=row.id)
-        if policy.grace > timedelta(0):
-            sealed = seal_successor(
-                presented,
-                {
-                    "access_token": body["access_token"],
-                    "refresh_token": body["refresh_token"],
-                    "expires_at": epoch(now) + body["expires_in"]
-                    if "expires_in" in body
-                    else None,
-                },
-            )
-            db.session.execute(
-                update(RefreshToken)
-                .where(RefreshToken.id == row.id)
-                .values(successor_ciphertext=sealed)
-                .execution_options(synchronize_session=False)
-            )
+        # The UNIQUE parent link is checked when _issue flushes the successor's INSERT,
+        # not only at commit, so the whole unit of work sits inside the try.
         try:
+            body = _issue(family, policy, now, True, parent_id=row.id)
+            if policy.grace > timedelta(0):
+                sealed = seal_successor(
+                    presented,
+                    {
+                        "access_token": body["access_token"],
+                        "refresh_token": body["refresh_token"],
+                        "expires_at": epoch(now) + body["expires_in"]
+                        if "expires_in" in body
+                        else None,
+                    },
+                )
+                db.session.execute(
+                    update(RefreshToken)
+                    .where(RefreshToken.id == row.id)
+                    .values(successor_ciphertext=sealed)
+                    .execution_options(synchronize_session=False)
+                )
             db.session.commit()
         except IntegrityError:
             # The UNIQUE parent link caught a second successor: take the replay path.
@@ -401,6 +403,15 @@ def _revoke_family(family_id: int, *, reason: str, client_id: str | None = None,
     )
     revoked = bool(result.rowcount)  # type: ignore[attr-defined]
     if revoked:
+        if client_id is None or username is None:
+            # Every audit row names both, so `authserver audit --client/--user` finds it.
+            names = db.session.execute(
+                select(OAuth2Client.client_id, User.username)
+                .join(TokenFamily, TokenFamily.oauth_client_id == OAuth2Client.id)
+                .join(User, User.id == TokenFamily.user_id)
+                .where(TokenFamily.id == family_id)
+            ).one()
+            client_id, username = client_id or names[0], username or names[1]
         record_event("family.revoked", client_id=client_id, username=username,
                      family=family_id, reason=reason)
         _count("family_revoked")

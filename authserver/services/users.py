@@ -46,6 +46,8 @@ def _check_password(password: str) -> None:
         raise ValidationError(f"password must be at most {MAX_PASSWORD_LENGTH} characters")
     if "\x00" in password:
         raise ValidationError("password must not contain NUL characters")
+    if not _is_utf8(password):
+        raise ValidationError("password must be valid UTF-8")
 
 
 def _check_text(label: str, value: str, limit: int) -> str:
@@ -56,7 +58,19 @@ def _check_text(label: str, value: str, limit: int) -> str:
         raise ValidationError(f"{label} must be at most {limit} characters")
     if "\x00" in value:
         raise ValidationError(f"{label} must not contain NUL characters")
+    if not _is_utf8(value):
+        raise ValidationError(f"{label} must be valid UTF-8")
     return value
+
+
+def _is_utf8(value: str) -> bool:
+    # Lone surrogates (undecodable bytes from a C-locale terminal) cannot be hashed
+    # or stored; reject them here instead of failing deep in argon2 or the driver.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def create_user(
@@ -94,6 +108,9 @@ def create_user(
 
 def get_user(username: str) -> User | None:
     """Return the user with this username, if any."""
+    # Usernames never hold NUL (PostgreSQL refuses it in a query, so ask nothing).
+    if "\x00" in username:
+        return None
     return db.session.scalar(
         select(User).where(User.username == normalize_username(username))
     )

@@ -225,3 +225,24 @@ def test_introspection_for_other_user_is_independent(introspect, oauth_client):
     body = introspect(access).get_json()
     assert body["username"] == "jesse"
     assert body["sub"] == other.public_id
+
+
+@pytest.mark.parametrize("hint", [None, "refresh_token", "access_token"])
+def test_introspection_inactive_for_refresh_token(tokens, introspect, hint):
+    """A refresh token authorizes no call: shims must never see it as active."""
+    extra = {"token_type_hint": hint} if hint else {}
+    assert_inactive(introspect(tokens["refresh_token"], **extra))
+
+
+def test_introspection_ignores_unknown_token_type_hint(tokens, introspect):
+    """RFC 7662 §2.1: the hint is advisory; the search covers every type."""
+    response = introspect(tokens["access_token"], token_type_hint="id_token")
+    assert response.status_code == 200
+    assert response.get_json()["active"] is True
+
+
+@pytest.mark.app_config(ACCESS_TOKEN_TTL=0, REFRESH_GRACE_SECONDS=0)
+def test_introspection_omits_exp_for_non_expiring_token(tokens, introspect):
+    body = introspect(tokens["access_token"]).get_json()
+    assert set(body) == ACTIVE_FIELDS - {"exp"}
+    assert body["active"] is True

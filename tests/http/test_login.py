@@ -21,8 +21,11 @@ def login_page_token(http, path="/login"):
 
 
 def post_login(http, username, password, **extra):
-    data = {"csrf_token": login_page_token(http), "username": username,
-            "password": password}
+    data = {
+        "csrf_token": login_page_token(http),
+        "username": username,
+        "password": password,
+    }
     data.update(extra)
     return http.post("/login", data=data)
 
@@ -51,7 +54,10 @@ def test_login_page_renders_form_with_csrf_token(http):
     assert 'name="username"' in html
     assert 'name="password"' in html
     assert "<script" not in html
-    assert "https://" not in html  # no CDN: the page works offline
+    # No CDN: every stylesheet, image or script is our own, so the page works offline.
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert 'href="/static/style.css"' in html
+    assert 'name="viewport"' in html  # mobile-friendly layout
 
 
 def test_login_succeeds_and_sets_session(http, user):
@@ -76,8 +82,15 @@ def test_login_page_keeps_safe_next_in_form(http):
 
 @pytest.mark.parametrize(
     "evil",
-    ["//evil.example/x", "/\\evil.example", "https://evil.example/",
-     "http://evil.example", "/\t/evil.example", "javascript:alert(1)", "evil.example"],
+    [
+        "//evil.example/x",
+        "/\\evil.example",
+        "https://evil.example/",
+        "http://evil.example",
+        "/\t/evil.example",
+        "javascript:alert(1)",
+        "evil.example",
+    ],
 )
 def test_login_ignores_open_redirect_in_next(http, user, evil):
     response = post_login(http, "walter", PASSWORD, next=evil)
@@ -86,7 +99,9 @@ def test_login_ignores_open_redirect_in_next(http, user, evil):
     assert "evil" not in response.headers["Location"]
 
 
-@pytest.mark.parametrize("evil", ["//evil.example/x", "/\\evil.example", "https://evil.example"])
+@pytest.mark.parametrize(
+    "evil", ["//evil.example/x", "/\\evil.example", "https://evil.example"]
+)
 def test_logged_in_visit_ignores_open_redirect_in_next(http, user, login_as, evil):
     login_as(user)
     page = http.get("/login", query_string={"next": evil})
@@ -109,7 +124,9 @@ def test_login_fails_with_one_message_for_wrong_password_and_unknown_user(http, 
     unknown_html = without_token(unknown.get_data(as_text=True))
     assert "Invalid username or password." in wrong_html
     # Same page, byte for byte, apart from the echoed username and the CSRF token.
-    assert wrong_html.replace("walter", "NAME") == unknown_html.replace("heisenberg", "NAME")
+    assert wrong_html.replace("walter", "NAME") == unknown_html.replace(
+        "heisenberg", "NAME"
+    )
     assert session_user_id(http) is None
 
 
@@ -139,8 +156,14 @@ def test_login_rejects_post_without_csrf_token(http, user):
 
 def test_login_rejects_post_with_bad_csrf_token(http, user):
     token = login_page_token(http)
-    response = http.post("/login", data={"csrf_token": token[:-4] + "AAAA",
-                                         "username": "walter", "password": PASSWORD})
+    response = http.post(
+        "/login",
+        data={
+            "csrf_token": token[:-4] + "AAAA",
+            "username": "walter",
+            "password": PASSWORD,
+        },
+    )
     assert response.status_code == 400
     assert session_user_id(http) is None
 
@@ -149,8 +172,9 @@ def test_login_rejects_csrf_token_of_another_session(app, http, user):
     other = app.test_client()
     token = login_page_token(other)
     http.get("/login")
-    response = http.post("/login", data={"csrf_token": token, "username": "walter",
-                                         "password": PASSWORD})
+    response = http.post(
+        "/login", data={"csrf_token": token, "username": "walter", "password": PASSWORD}
+    )
     assert response.status_code == 400
     assert session_user_id(http) is None
 
@@ -164,8 +188,11 @@ def test_login_with_empty_fields_is_400_with_message(http, user):
 
 def test_session_cookie_is_httponly_lax_and_not_secure_on_http_issuer(http, user):
     response = post_login(http, "walter", PASSWORD)
-    cookie = next(c for c in response.headers.getlist("Set-Cookie")
-                  if c.startswith("authserver_session="))
+    cookie = next(
+        c
+        for c in response.headers.getlist("Set-Cookie")
+        if c.startswith("authserver_session=")
+    )
     flags = [part.strip().lower() for part in cookie.split(";")]
     assert "httponly" in flags
     assert "samesite=lax" in flags
@@ -176,8 +203,11 @@ def test_session_cookie_is_httponly_lax_and_not_secure_on_http_issuer(http, user
 def test_session_cookie_is_secure_when_issuer_is_https(http, user):
     response = post_login(http, "walter", PASSWORD)
     assert response.status_code == 302
-    cookie = next(c for c in response.headers.getlist("Set-Cookie")
-                  if c.startswith("authserver_session="))
+    cookie = next(
+        c
+        for c in response.headers.getlist("Set-Cookie")
+        if c.startswith("authserver_session=")
+    )
     flags = [part.strip().lower() for part in cookie.split(";")]
     assert "secure" in flags
     assert "httponly" in flags
@@ -263,26 +293,48 @@ def _argon2_parameters(encoded):
 
 @pytest.mark.parametrize(
     ("username", "password"),
-    [("walter", PASSWORD), ("walter", "wrong"), ("heisenberg", "wrong"),
-     ("jesse", PASSWORD), ("x" * 151, "wrong")],
-    ids=["right", "wrong-password", "unknown-user", "disabled-user", "overlong-username"],
+    [
+        ("walter", PASSWORD),
+        ("walter", "wrong"),
+        ("heisenberg", "wrong"),
+        ("jesse", PASSWORD),
+        ("x" * 151, "wrong"),
+    ],
+    ids=[
+        "right",
+        "wrong-password",
+        "unknown-user",
+        "disabled-user",
+        "overlong-username",
+    ],
 )
-def test_login_runs_exactly_one_argon2_verification(http, user, verify_calls, username,
-                                                    password):
+def test_login_runs_exactly_one_argon2_verification(
+    http, user, verify_calls, username, password
+):
     make_user(username="jesse", name="Jesse", disabled=True)
     login_page_token(http)
-    http.post("/login", data={"csrf_token": login_page_token(http), "username": username,
-                              "password": password})
+    http.post(
+        "/login",
+        data={
+            "csrf_token": login_page_token(http),
+            "username": username,
+            "password": password,
+        },
+    )
     assert len(verify_calls) <= 1
     # The form caps the username at 150; a longer one never reaches the check at all.
     expected = 0 if len(username) > 150 else 1
     assert len(verify_calls) == expected
     if verify_calls:
         # The dummy hash for unknown users costs what a real one costs.
-        assert _argon2_parameters(verify_calls[0]) == _argon2_parameters(user.password_hash)
+        assert _argon2_parameters(verify_calls[0]) == _argon2_parameters(
+            user.password_hash
+        )
 
 
-def test_authenticate_unknown_user_verifies_against_real_cost_hash(app, user, verify_calls):
+def test_authenticate_unknown_user_verifies_against_real_cost_hash(
+    app, user, verify_calls
+):
     assert user_service.authenticate("nobody", "whatever") is None
     assert user_service.authenticate("walter", "whatever") is None
     assert len(verify_calls) == 2

@@ -1,0 +1,281 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+from freezegun import freeze_time
+from sqlalchemy import delete
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
+
+from authserver.database import db
+from authserver.models import AuditEvent
+from authserver.services import users as user_service
+from authserver.services.audit import EVENT_TYPES
+from authserver.services.audit import record_event
+from tests.cli.test_clients_cli import assert_one_line_error
+from tests.cli.test_clients_cli import ok
+from tests.cli.test_clients_cli import run
+from tests.conftest import csrf_token_of
+from tests.factories import PASSWORD
+
+FROZEN = "2030-01-01T00:00:00+00:00"
+
+
+def all_rows():
+    return list(db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+
+
+def rows_of(event_type):
+    return [r for r in all_rows() if r.event_type == event_type]
+
+
+def dump(rows):
+    return json.dumps([[r.event_type, r.actor, r.client_id, r.username, r.details]
+                       for r in rows])
+
+
+def post_login(http, username, password):
+    token = csrf_token_of(http.get("/login").get_data(as_text=True))
+    return http.post("/login", data={"csrf_token": token, "username": username,
+                                     "password": password})
+
+
+# The events themselves -----------------------------------------------------------
+
+
+def test_client_lifecycle_is_audited(cli):
+    with freeze_time(FROZEN):
+        created = json.loads(ok(cli, "clients", "create", "IFTTT", "--redirect-uri",
+                                "https://ifttt.com/channels/acme/authorize",
+                                "--client-id", "ifttt", "--json").stdout)
+        ok(cli, "clients", "update", "ifttt", "--name", "IFTTT 2")
+        rotated = json.loads(ok(cli, "clients", "rotate-secret", "ifttt", "--json").stdout)
+        ok(cli, "clients", "delete", "ifttt", "--yes")
+    rows = all_rows()
+    assert [(r.event_type, r.actor, r.client_id) for r in rows] == [
+        ("client.created", "cli", "ifttt"),
+        ("secret.created", "cli", "ifttt"),
+        ("client.changed", "cli", "ifttt"),
+        ("secret.rotated", "cli", "ifttt"),
+        ("client.deleted", "cli", "ifttt"),
+    ]
+    assert rows[2].details == {"changes": ["name"]}
+    assert all(r.created_at.isoformat() == "2030-01-01T00:00:00+00:00" for r in rows)
+    text = dump(rows)
+    assert created["client_secret"] not in text
+    assert rotated["client_secret"] not in text
+
+
+def test_user_lifecycle_is_audited(cli, app):
+    with freeze_time(FROZEN):
+        user_service.create_user("skyler", name="Skyler", password=PASSWORD)
+        user_service.set_password("skyler", "another long password")
+        user_service.set_disabled("skyler", disabled=True)
+        ok(cli, "users", "delete", "skyler", "--yes")
+    rows = all_rows()
+    assert [(r.event_type, r.username, r.details) for r in rows] == [
+        ("user.created", "skyler", {}),
+        ("user.changed", "skyler", {"change": "password"}),
+        ("user.changed", "skyler", {"change": "disabled"}),
+        ("user.deleted", "skyler", {}),
+    ]
+    assert PASSWORD not in dump(rows)
+    assert "another long password" not in dump(rows)
+
+
+def test_failed_login_records_username_only(http, user):
+    response = post_login(http, "walter", "not the password")
+    assert response.status_code == 401
+    (row,) = rows_of("login.failed")
+    assert row.username == "walter"
+    assert row.details == {}
+    assert "not the password" not in dump(all_rows())
+
+
+def test_failed_client_authentication_is_audited(http, oauth_client, client_secret,
+                                                 exchange):
+    response = exchange("some-code", "ifttt", client_secret + "x")
+    assert response.status_code == 401
+    (row,) = rows_of("client.auth_failed")
+    assert row.client_id == "ifttt"
+    assert client_secret not in dump(all_rows())
+    assert "some-code" not in dump(all_rows())
+
+
+@pytest.mark.parametrize("how", ["admin_cli", "admin_client", "user", "reuse", "code_replay"])
+def test_family_revocation_records_reason(cli, http, user, oauth_client, client_secret,
+                                          get_code, exchange, refresh, how):
+    code = get_code(user, oauth_client)
+    body = exchange(code, "ifttt", client_secret).get_json()
+    if how == "admin_cli":
+        ok(cli, "tokens", "revoke", "--user", "walter")
+        expected = "admin"
+    elif how == "admin_client":
+        ok(cli, "clients", "revoke-tokens", "ifttt")
+        expected = "admin"
+    elif how == "user":
+        page = http.get("/account/apps").get_data(as_text=True)
+        http.post("/account/apps/revoke", data={"csrf_token": csrf_token_of(page),
+                                                "client_id": "ifttt"})
+        expected = "user_revoked"
+    elif how == "reuse":
+        r1 = refresh(body["refresh_token"], "ifttt", client_secret).get_json()["refresh_token"]
+        assert refresh(r1, "ifttt", client_secret).status_code == 200
+        assert refresh(body["refresh_token"], "ifttt", client_secret).status_code == 400
+        expected = "reuse_detected"
+    else:
+        assert exchange(code, "ifttt", client_secret).status_code == 400
+        expected = "code_replay"
+    (row,) = rows_of("family.revoked")
+    assert (row.client_id, row.username) == ("ifttt", "walter")
+    assert row.details["reason"] == expected
+    assert isinstance(row.details["family"], int)
+    text = dump(all_rows())
+    for credential in (client_secret, code, body["access_token"], body["refresh_token"]):
+        assert credential not in text
+
+
+def test_no_row_ever_holds_a_credential(cli, http, user, oauth_client, client_secret,
+                                        get_code, exchange, refresh):
+    """Drive every kind of event, then search every column of every row."""
+    code = get_code(user, oauth_client)
+    body = exchange(code, "ifttt", client_secret).get_json()
+    refreshed = refresh(body["refresh_token"], "ifttt", client_secret).get_json()
+    exchange(code, "ifttt", client_secret)
+    rotated = json.loads(ok(cli, "clients", "rotate-secret", "ifttt", "--json").stdout)
+    exchange("x", "ifttt", client_secret)
+    exchange("x", "ifttt", "wrong-" + client_secret)
+    issued = json.loads(ok(cli, "tokens", "issue", "--user", "walter", "--client", "ifttt",
+                           "--json").stdout)
+    post_login(http, "walter", "wrong " + PASSWORD)
+    shim = json.loads(ok(cli, "resource-servers", "create", "Shim", "--json").stdout)
+    shim_rotated = json.loads(ok(cli, "resource-servers", "rotate-secret", shim["id"],
+                                 "--json").stdout)
+    ok(cli, "users", "delete", "walter", "--yes")
+    rows = all_rows()
+    assert {"secret.used_old", "secret.rotated", "family.revoked", "client.auth_failed",
+            "login.failed", "token.issued", "user.deleted"} <= {r.event_type for r in rows}
+    text = dump(rows)
+    for credential in (client_secret, rotated["client_secret"], code, body["access_token"],
+                       body["refresh_token"], refreshed["access_token"],
+                       refreshed["refresh_token"], issued["access_token"],
+                       issued["refresh_token"], PASSWORD, shim["secret"],
+                       shim_rotated["client_secret"]):
+        assert credential not in text
+
+
+def test_record_event_refuses_credential_details(app):
+    with pytest.raises(ValueError, match="must not carry credentials"):
+        record_event("secret.created", client_id="ifttt", client_secret="s3cret")
+    db.session.rollback()
+
+
+# Append-only at the database -----------------------------------------------------
+
+
+def test_audit_rows_cannot_be_updated_but_can_be_deleted(app, oauth_client):
+    before = [(r.id, r.event_type) for r in all_rows()]
+    db.session.rollback()
+    with pytest.raises(DBAPIError, match="append-only"):
+        db.session.execute(update(AuditEvent).values(event_type="client.deleted"))
+    db.session.rollback()
+    assert [(r.id, r.event_type) for r in all_rows()] == before
+    db.session.execute(delete(AuditEvent).where(AuditEvent.event_type == "secret.created"))
+    db.session.commit()
+    assert [r.event_type for r in all_rows()] == ["client.created"]
+
+
+# `authserver audit` ---------------------------------------------------------------
+
+
+@pytest.fixture
+def history(app):
+    """Events two days ago, one hour ago and now, for two clients and a user."""
+    with freeze_time("2029-12-30T00:00:00+00:00"):
+        record_event("client.created", actor="cli", client_id="old")
+        db.session.commit()
+    with freeze_time("2029-12-31T23:00:00+00:00"):
+        record_event("client.created", actor="cli", client_id="ifttt")
+        record_event("login.failed", username="walter")
+        db.session.commit()
+    with freeze_time(FROZEN):
+        record_event("secret.rotated", actor="cli", client_id="ifttt",
+                     old_secret_expires_at="2030-01-02T00:00:00+00:00")
+        db.session.commit()
+
+
+def test_audit_json_is_one_document_oldest_first(cli, history):
+    rows = json.loads(ok(cli, "audit", "--json").stdout)
+    assert [(r["time"], r["type"], r["client_id"], r["username"]) for r in rows] == [
+        ("2029-12-30T00:00:00Z", "client.created", "old", None),
+        ("2029-12-31T23:00:00Z", "client.created", "ifttt", None),
+        ("2029-12-31T23:00:00Z", "login.failed", None, "walter"),
+        ("2030-01-01T00:00:00Z", "secret.rotated", "ifttt", None),
+    ]
+    assert rows[3]["details"] == {"old_secret_expires_at": "2030-01-02T00:00:00+00:00"}
+    assert rows[0]["actor"] == "cli"
+
+
+def test_audit_table_by_default(cli, history):
+    lines = ok(cli, "audit").stdout.splitlines()
+    assert lines[0].split() == ["TIME", "TYPE", "CLIENT_ID", "USERNAME", "DETAILS"]
+    assert len(lines) == 5
+    assert lines[4].split() == ["2030-01-01T00:00:00Z", "secret.rotated", "ifttt",
+                                "old_secret_expires_at=2030-01-02T00:00:00+00:00"]
+
+
+def test_audit_since_keeps_recent_events(cli, history):
+    with freeze_time(FROZEN):
+        rows = json.loads(ok(cli, "audit", "--since", "24h", "--json").stdout)
+        assert [r["type"] for r in rows] == ["client.created", "login.failed",
+                                             "secret.rotated"]
+        rows = json.loads(ok(cli, "audit", "--since", "3600s", "--json").stdout)
+        assert [r["time"] for r in rows] == ["2029-12-31T23:00:00Z", "2029-12-31T23:00:00Z",
+                                             "2030-01-01T00:00:00Z"]
+        rows = json.loads(ok(cli, "audit", "--since", "3599s", "--json").stdout)
+        assert [r["type"] for r in rows] == ["secret.rotated"]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("--client", "ifttt"), ["client.created", "secret.rotated"]),
+    (("--user", "walter"), ["login.failed"]),
+    (("--type", "client.created"), ["client.created", "client.created"]),
+    (("--type", "client.created", "--client", "old"), ["client.created"]),
+    (("--client", "nobody"), []),
+])
+def test_audit_filters(cli, history, args, expected):
+    rows = json.loads(ok(cli, "audit", *args, "--json").stdout)
+    assert [r["type"] for r in rows] == expected
+
+
+def test_audit_empty_table_says_none(cli, app):
+    assert ok(cli, "audit").stdout.splitlines()[-1] == "(none)"
+
+
+@pytest.mark.parametrize(("since", "message"), [
+    ("5x", "is not a duration"),
+    ("-1h", "is negative"),
+    ("999999999d", "is too long"),
+])
+def test_audit_bad_since_is_one_line_error(cli, app, since, message):
+    assert_one_line_error(run(cli, "audit", f"--since={since}"), "--since", message)
+
+
+def test_audit_unknown_type_is_refused(cli, app):
+    result = run(cli, "audit", "--type", "nonsense")
+    assert result.exit_code == 2
+    assert "nonsense" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_every_recorded_type_is_filterable():
+    # `--type` offers EVENT_TYPES; every type the code records must be among them.
+    source = Path(__file__).parents[2] / "authserver"
+    recorded = set()
+    for path in source.rglob("*.py"):
+        recorded.update(re.findall(r'record_event(?:_now)?\(\s*"([a-z_.]+)"',
+                                   path.read_text()))
+    assert {"secret.rotated", "secret.used_old", "family.revoked", "login.failed"} <= recorded
+    assert recorded <= set(EVENT_TYPES)

@@ -1,0 +1,148 @@
+from datetime import timedelta
+
+import pytest
+from freezegun import freeze_time
+from sqlalchemy import event
+from sqlalchemy import func
+from sqlalchemy import select
+
+from authserver.database import db
+from authserver.models import AccessToken
+from authserver.models import AuthorizationCode
+from authserver.models import RefreshToken
+from authserver.models import TokenFamily
+from authserver.services import tokens as token_service
+from authserver.services.tokens import PurgeResult
+
+from ..factories import IFTTT_REDIRECT
+from ..factories import make_tokens
+
+FROZEN = "2030-01-01T00:00:00+00:00"
+DAY = 24 * 3600
+
+
+def new_code(user, oauth_client, raw):
+    token_service.create_authorization_code(
+        code=raw, oauth_client=oauth_client, user=user, redirect_uri=IFTTT_REDIRECT,
+        scope="ifttt", code_challenge=None, code_challenge_method=None,
+    )
+    return token_service.find_authorization_code(raw, oauth_client)
+
+
+def count(model, *where):
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def family_of(raw_refresh):
+    row = token_service.find_token(raw_refresh, "refresh_token")
+    assert isinstance(row, RefreshToken)
+    return row.family_id
+
+
+def test_successor_ciphertext_kept_inside_grace_and_erased_at_its_end(user, oauth_client):
+    with freeze_time(FROZEN) as frozen:
+        first = make_tokens(user, oauth_client)
+        token_service.refresh(first["refresh_token"], oauth_client=oauth_client)
+        rotated = RefreshToken.successor_ciphertext.is_not(None)
+        frozen.tick(119)
+        assert token_service.purge() == PurgeResult(ciphertexts=0, codes=0, families=0)
+        assert count(RefreshToken, rotated) == 1
+        frozen.tick(1)
+        assert token_service.purge() == PurgeResult(ciphertexts=1, codes=0, families=0)
+        assert count(RefreshToken, rotated) == 0
+        # The rotated row itself stays: presenting it again is still reuse detection.
+        assert count(RefreshToken) == 2
+
+
+def test_expired_code_deleted_one_retention_after_expiry_and_live_code_kept(user, oauth_client):
+    with freeze_time(FROZEN) as frozen:
+        new_code(user, oauth_client, "expired-code")
+        frozen.tick(600 + DAY - 1)
+        new_code(user, oauth_client, "live-code")
+        assert token_service.purge().codes == 0
+        assert count(AuthorizationCode) == 2
+        frozen.tick(1)
+        assert token_service.purge().codes == 1
+        assert count(AuthorizationCode) == 1
+        assert token_service.find_authorization_code("live-code", oauth_client) is not None
+
+
+def test_used_code_deleted_one_retention_after_use(user, oauth_client):
+    with freeze_time(FROZEN) as frozen:
+        code = new_code(user, oauth_client, "used-code")
+        frozen.tick(30)
+        token_service.redeem_authorization_code(
+            code, oauth_client=oauth_client, include_refresh_token=True
+        )
+        frozen.tick(DAY - 1)
+        assert token_service.purge().codes == 0
+        frozen.tick(1)
+        result = token_service.purge()
+        assert result.codes == 1
+        assert count(AuthorizationCode) == 0
+        # The family the code produced is alive and stays.
+        assert result.families == 0
+        assert count(TokenFamily) == 1
+
+
+def test_revoked_family_deleted_after_retention_with_its_tokens(user, oauth_client):
+    with freeze_time(FROZEN) as frozen:
+        dead = make_tokens(user, oauth_client)
+        live = make_tokens(user, oauth_client)
+        dead_id = family_of(dead["refresh_token"])
+        token_service.revoke_family(dead_id, reason="admin")
+        frozen.tick(DAY - 1)
+        assert token_service.purge().families == 0
+        frozen.tick(1)
+        assert token_service.purge().families == 1
+        assert db.session.get(TokenFamily, dead_id) is None
+        # Tokens go with their family (ON DELETE CASCADE, on SQLite too).
+        assert count(AccessToken, AccessToken.family_id == dead_id) == 0
+        assert count(RefreshToken, RefreshToken.family_id == dead_id) == 0
+        assert token_service.find_token(live["refresh_token"]) is not None
+
+
+def test_idle_family_with_live_refresh_token_kept_after_access_tokens_expire(
+    user, oauth_client
+):
+    """IFTTT's rule: refresh tokens never expire, so an idle grant is never purged."""
+    with freeze_time(FROZEN) as frozen:
+        tokens = make_tokens(user, oauth_client)
+        frozen.tick(365 * DAY)
+        assert token_service.purge() == PurgeResult(ciphertexts=0, codes=0, families=0)
+        assert token_service.refresh(tokens["refresh_token"], oauth_client=oauth_client)[
+            "access_token"
+        ]
+
+
+@pytest.mark.parametrize(("rows", "commits"), [(5, 3), (4, 2), (1, 1)])
+def test_purge_commits_once_per_batch(user, oauth_client, rows, commits):
+    with freeze_time(FROZEN) as frozen:
+        for _ in range(rows):
+            family_id = family_of(make_tokens(user, oauth_client)["refresh_token"])
+            token_service.revoke_family(family_id, reason="admin")
+        frozen.tick(DAY)
+        seen = []
+
+        def on_commit(_session):
+            seen.append(1)
+
+        session = db.session()
+        event.listen(session, "after_commit", on_commit)
+        try:
+            result = token_service.purge(batch_size=2)
+        finally:
+            event.remove(session, "after_commit", on_commit)
+        assert result == PurgeResult(ciphertexts=0, codes=0, families=rows)
+        assert len(seen) == commits
+        assert count(TokenFamily) == 0
+
+
+def test_purge_cli_reports_counts_as_json(cli, user, oauth_client):
+    with freeze_time(FROZEN) as frozen:
+        family_id = family_of(make_tokens(user, oauth_client)["refresh_token"])
+        token_service.revoke_family(family_id, reason="admin")
+        frozen.tick(timedelta(days=1))
+        result = cli.invoke(args=["tokens", "purge", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"families_deleted": 1' in result.output

@@ -1,0 +1,112 @@
+import base64
+import hashlib
+import re
+
+import pytest
+from argon2 import PasswordHasher
+
+from authserver import security
+from authserver.security import digests_equal
+from authserver.security import hash_password
+from authserver.security import hash_token
+from authserver.security import new_token
+from authserver.security import open_successor
+from authserver.security import seal_successor
+from authserver.security import verify_password
+
+
+@pytest.fixture
+def verify_calls(monkeypatch):
+    calls = []
+    original = PasswordHasher.verify
+
+    def counting(self, hash, password):
+        calls.append(hash)
+        return original(self, hash, password)
+
+    monkeypatch.setattr(security.PasswordHasher, "verify", counting)
+    return calls
+
+
+def argon2_cost(encoded):
+    return encoded.split("$")[1:4]
+
+
+def test_new_token_is_256_bit_url_safe_and_unique():
+    tokens = {new_token() for _ in range(50)}
+    assert len(tokens) == 50
+    for token in tokens:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
+        assert len(base64.urlsafe_b64decode(token + "=")) == 32
+
+
+def test_hash_token_is_sha256_hex_and_deterministic():
+    assert hash_token("abc") == hashlib.sha256(b"abc").hexdigest()
+    assert hash_token("abc") == hash_token("abc")
+    assert hash_token("abc") != hash_token("abd")
+
+
+def test_hash_token_accepts_lone_surrogates():
+    assert re.fullmatch(r"[0-9a-f]{64}", hash_token("x\udcff"))
+
+
+def test_digests_equal_compares_exactly():
+    assert digests_equal("a" * 64, "a" * 64)
+    assert not digests_equal("a" * 64, "a" * 63 + "b")
+    assert not digests_equal("a", "aa")
+
+
+def test_password_hash_is_argon2id_salted_and_verifiable():
+    first = hash_password("s3cret pass")
+    second = hash_password("s3cret pass")
+    assert first.startswith("$argon2id$")
+    assert first != second  # salted
+    assert "s3cret" not in first
+    assert verify_password(first, "s3cret pass")
+    assert not verify_password(first, "s3cret pasS")
+
+
+def test_verify_password_handles_non_ascii_and_surrogates():
+    encoded = hash_password("pässwörd ✓")
+    assert verify_password(encoded, "pässwörd ✓")
+    assert not verify_password(encoded, "passwort")
+    assert not verify_password(encoded, "p\udcffss")
+
+
+def test_verify_password_rejects_garbage_hash_without_raising():
+    assert not verify_password("not-a-hash", "anything")
+    assert not verify_password("$argon2id$v=19$m=1,t=1,p=1$broken", "anything")
+
+
+def test_verify_password_without_hash_burns_one_real_verification(verify_calls):
+    real = hash_password("whatever")
+    assert verify_password(None, "whatever") is False
+    assert verify_password(real, "wrong") is False
+    assert len(verify_calls) == 2
+    dummy, checked = verify_calls
+    assert dummy == security._DUMMY_HASH
+    assert checked == real
+    # Same algorithm, version and cost: an unknown user costs what a known one does.
+    assert argon2_cost(dummy) == argon2_cost(real)
+
+
+def test_verify_password_without_hash_is_false_even_for_any_password(verify_calls):
+    for attempt in ("", "password", security._DUMMY_HASH):
+        assert verify_password(None, attempt) is False
+    assert len(verify_calls) == 3
+
+
+def test_sealed_successor_opens_only_with_the_presented_token():
+    payload = {"access_token": "at", "refresh_token": "rt", "expires_in": 3600}
+    sealed = seal_successor("old-refresh-token", payload)
+    assert b"access_token" not in sealed
+    assert open_successor("old-refresh-token", sealed) == payload
+    assert open_successor("another-token", sealed) is None
+    tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    assert open_successor("old-refresh-token", tampered) is None
+    assert open_successor("old-refresh-token", b"short") is None
+
+
+def test_sealing_twice_gives_different_ciphertexts():
+    payload = {"access_token": "at"}
+    assert seal_successor("t", payload) != seal_successor("t", payload)
