@@ -15,8 +15,8 @@ from flask import request
 from flask.sessions import SecureCookieSession
 from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -213,11 +213,16 @@ def init_error_handlers(app: Flask) -> None:
         return render_template("errors/error.html", status=status, title=error.name,
                                message=description), status
 
-    @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
-    def _database_down(error: SQLAlchemyError) -> Response | tuple[str, int]:
+    def _database_down(error: DBAPIError) -> Response | tuple[str, int]:
         # A database outage is not the caller's fault: 503 makes IFTTT retry later,
-        # whereas a 401 would count toward disabling the user's Applets.
+        # whereas a 401 would count toward disabling the user's Applets. Integrity
+        # and data errors are bugs, not outages: they take the generic 500 path.
+        if not (
+            isinstance(error, OperationalError | InterfaceError)
+            or error.connection_invalidated
+        ):
+            return _unexpected(error)
         db.session.rollback()
         log.error("database unavailable: %s", type(error).__name__)
         counter = app.extensions.get("authserver.count")
