@@ -34,7 +34,8 @@ log = logging.getLogger("authserver")
 # Content Security Policy for every HTML page: our own stylesheet only, no scripts
 # inline or foreign, never framed (clickjacking on the consent page).
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' https: http://127.0.0.1:* http://localhost:*; "
+    "default-src 'none'; style-src 'self'; img-src 'self'; "
+    "form-action 'self' https: http://127.0.0.1:* http://localhost:*; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
 
@@ -102,7 +103,7 @@ def init_login(app: Flask) -> None:
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message = None  # type: ignore[assignment]
+    login_manager.login_message = None
     # "basic", not "strong": phones switch networks mid-flow (IFTTT's app), and strong
     # mode would drop the session whenever the address changes.
     login_manager.session_protection = "basic"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+
 from flask import Flask
 from flask import Response
 from flask import current_app
@@ -190,7 +191,7 @@ def _rate_limited(error: RateLimitExceeded) -> Response:
         try:
             limiter, _ = _limiter()
             reset, _ = limiter.limiter.get_window_stats(limit.limit, *limit.key_for_scope)
-        except Exception:  # noqa: BLE001 - fall back to a minute
+        except Exception:
             reset = None
         if reset:
             retry_after = max(1, math.ceil(reset - time.time()))

@@ -77,7 +77,7 @@ def init_metrics(app: Flask) -> None:
             abort(404)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             payload = generate_latest(registry)
         else:
             payload = generate_latest()

@@ -15,7 +15,7 @@ from ..oauth2.protector import make_protector
 bp = Blueprint("ifttt", __name__)
 protector = make_protector()
 
-INVALID_TOKEN = "Invalid or expired access token."
+INVALID_TOKEN = "Invalid or expired access token."  # noqa: S105 - a message, not a secret
 
 
 def ifttt_error(message: str, status: int) -> Response:

@@ -55,7 +55,7 @@ def authorize() -> Response | tuple[str, int] | str:
     except OAuth2Error as error:
         if getattr(error, "redirect_uri", None):
             # The client and redirect URI are verified: errors go back to the client.
-            return server.handle_error_response(None, error)  # type: ignore[no-any-return]
+            return server.handle_error_response(None, error)
         return _error_page(error)
     note_request(client_id=grant.client.client_id,
                  user_id=end_user.public_id if end_user is not None else None)

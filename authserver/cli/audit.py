@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import click
 
@@ -41,5 +42,10 @@ def audit_command(since: timedelta | None, client_id: str | None, username: str 
         return
     emit_table(["time", "type", "client_id", "username", "details"],
                [[r["time"], r["type"], r["client_id"] or "", r["username"] or "",
-                 " ".join(f"{k}={v}" for k, v in sorted((r["details"] or {}).items()))]
-                for r in rows])
+                 _details(r["details"])] for r in rows])
+
+
+def _details(details: Any) -> str:
+    if not isinstance(details, dict):
+        return ""
+    return " ".join(f"{k}={v}" for k, v in sorted(details.items()))

@@ -51,7 +51,7 @@ class DurationError(click.ClickException):
     exit_code = 2
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]
     """A click parameter type for durations."""
 
     name = "duration"

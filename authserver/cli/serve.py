@@ -43,7 +43,7 @@ def serve_command(host: str, port: int, workers: int, timeout: int,
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execve(sys.executable, argv, env)
+        os.execve(sys.executable, argv, env)  # noqa: S606 - exec is the point: SIGTERM reaches gunicorn
     except OSError as error:  # pragma: no cover - exec only fails on a broken install
         shutil.rmtree(metrics_dir, ignore_errors=True)
         raise click.ClickException(f"could not start gunicorn: {error}") from None

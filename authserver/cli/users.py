@@ -7,6 +7,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from ..models import User
 from ..services import consents as consent_service
 from ..services import users as user_service
 from ..services.users import MAX_PASSWORD_LENGTH
@@ -19,7 +20,7 @@ from .output import json_option
 users = AppGroup("users", help="Create and manage end users.")
 
 
-def _user_document(user: user_service.User) -> dict[str, object]:
+def _user_document(user: User) -> dict[str, object]:
     return {
         "id": user.public_id,
         "username": user.username,

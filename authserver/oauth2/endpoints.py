@@ -26,7 +26,7 @@ def _token_client_id(token: Token) -> int:
     return token.family.oauth_client_id
 
 
-class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
+class RevocationEndpoint(_RevocationEndpoint):
     """RFC 7009: clients revoke their own access or refresh tokens."""
 
     CLIENT_AUTH_METHODS = AUTH_METHODS
@@ -49,7 +49,7 @@ class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
         token_service.revoke_token(token, oauth_client=request.client)
 
 
-class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
+class IntrospectionEndpoint(_IntrospectionEndpoint):
     """RFC 7662 for resource servers (shims) and for clients' own tokens."""
 
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]

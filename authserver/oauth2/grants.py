@@ -22,7 +22,7 @@ from ..services.tokens import ScopeError
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
 
-class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
+class S256CodeChallenge(CodeChallenge):
     """PKCE with S256 only; required for public clients (RFC 9700 §2.1.1)."""
 
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
@@ -40,7 +40,7 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
         super().validate_code_challenge(grant, redirect_uri)
 
 
-class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     """RFC 6749 §4.1 with hashed, single-use codes and atomic redemption."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
@@ -119,7 +119,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         return 200, body, self.TOKEN_RESPONSE_HEADER
 
 
-class RefreshTokenGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ignore[misc]
+class RefreshTokenGrant(grants.BaseGrant, grants.TokenEndpointMixin):
     """RFC 6749 §6 with rotation, a replay window and reuse detection."""
 
     GRANT_TYPE = "refresh_token"

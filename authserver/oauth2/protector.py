@@ -13,7 +13,7 @@ from ..models import AccessToken
 from ..services import tokens as token_service
 
 
-class AccessTokenValidator(BearerTokenValidator):  # type: ignore[misc]
+class AccessTokenValidator(BearerTokenValidator):
     """Validate opaque access tokens by their digest."""
 
     def authenticate_token(self, token_string: str) -> AccessToken | None:

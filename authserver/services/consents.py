@@ -78,9 +78,9 @@ def connected_apps(user: User) -> list[ConnectedApp]:
         )
     ).scalars().all()
     for client_pk in set(families) - set(by_client):
-        oauth_client = db.session.get(OAuth2Client, client_pk)
-        if oauth_client is not None:
-            by_client[client_pk] = (oauth_client, [], None)
+        extra_client = db.session.get(OAuth2Client, client_pk)
+        if extra_client is not None:
+            by_client[client_pk] = (extra_client, [], None)
     apps = [
         ConnectedApp(
             client_id=oauth_client.client_id,

@@ -451,14 +451,15 @@ def revoke_families(
 def find_token(raw: str, hint: str | None = None) -> AccessToken | RefreshToken | None:
     """Look a token up by its digest, trying the hinted type first."""
     digest = hash_token(raw)
-    order: list[type[AccessToken] | type[RefreshToken]] = [AccessToken, RefreshToken]
+    def access() -> AccessToken | None:
+        return db.session.scalar(select(AccessToken).where(AccessToken.token_hash == digest))
+
+    def refresh_row() -> RefreshToken | None:
+        return db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest))
+
     if hint == "refresh_token":
-        order.reverse()
-    for model in order:
-        row = db.session.scalar(select(model).where(model.token_hash == digest))
-        if row is not None:
-            return row
-    return None
+        return refresh_row() or access()
+    return access() or refresh_row()
 
 
 def revoke_token(token: AccessToken | RefreshToken, *, oauth_client: OAuth2Client) -> None:
