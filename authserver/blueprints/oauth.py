@@ -8,6 +8,7 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint
 from flask import Response
 from flask import current_app
+from flask import g
 from flask import jsonify
 from flask import redirect
 from flask import render_template
@@ -26,7 +27,6 @@ from ..oauth2.grants import AUTH_METHODS
 from ..oauth2.server import DuplicateParameter
 from ..oauth2.server import authorization_server
 from ..services import consents as consent_service
-from ..services import tokens as token_service
 
 bp = Blueprint("oauth", __name__)
 log = logging.getLogger(__name__)
@@ -107,14 +107,8 @@ def token() -> Response:
 
 
 def _note_token_request(response: Response) -> None:
-    """Put the client id and the grant's user (never a token) into the request log."""
-    issued = response.get_json(silent=True) if response.status_code == 200 else None
-    found = token_service.find_token(issued["access_token"], "access_token") if (
-        isinstance(issued, dict) and isinstance(issued.get("access_token"), str)
-    ) else None
-    if found is not None:
-        family = found.family
-        note_request(client_id=family.oauth_client.client_id, user_id=family.user.public_id)
+    """Name the presented client in the log when no grant owner was noted."""
+    if g.get("log_client_id"):
         return
     presented = request.authorization.username if request.authorization else None
     presented = presented or request.form.get("client_id")

@@ -31,6 +31,7 @@ from ..clock import utcnow
 from ..database import db
 from ..errors import AuthServerError
 from ..errors import ValidationError
+from ..logs import note_request
 from ..models import AccessToken
 from ..models import AuthorizationCode
 from ..models import OAuth2Client
@@ -180,6 +181,7 @@ def redeem_authorization_code(
         .execution_options(synchronize_session=False)
     )
     body = _issue(family, policy_for(oauth_client), now, include_refresh_token)
+    note_request(client_id=oauth_client.client_id, user_id=code.user.public_id)
     db.session.commit()
     _count("issued")
     return body
@@ -266,6 +268,8 @@ def refresh(
         # Another client's token is not this client's to revoke: just refuse it.
         raise GrantError("The refresh token is invalid.")
     family = row.family
+    # The request log names the grant's owner (objects already loaded, no extra query).
+    note_request(client_id=oauth_client.client_id, user_id=family.user.public_id)
     if requested_scope and not set(requested_scope.split()) <= set(family.scope.split()):
         raise ScopeError("The requested scope exceeds the original grant.")
     if family.revoked_at is not None or row.revoked_at is not None:
