@@ -105,12 +105,35 @@ def app(request: pytest.FixtureRequest, database_url: str, tmp_path: Any,
     application.test_client_class = FreshGlobalsClient
     with application.app_context():
         yield application
-        db.session.rollback()
-        db.session.remove()
-        with db.engine.begin() as connection:
-            for table in reversed(db.metadata.sorted_tables):
-                connection.execute(table.delete())
-        db.engine.dispose()
+        empty_database()
+
+
+def empty_database() -> None:
+    """Delete every row (children first) and drop the app's connections."""
+    db.session.rollback()
+    db.session.remove()
+    with db.engine.begin() as connection:
+        for table in reversed(db.metadata.sorted_tables):
+            connection.execute(table.delete())
+    db.engine.dispose()
+
+
+@pytest.fixture
+def verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the hash of every argon2 verification (timing checks count them)."""
+    from argon2 import PasswordHasher
+
+    from authserver import security
+
+    calls: list[str] = []
+    original = PasswordHasher.verify
+
+    def counting(self: PasswordHasher, hash: str, password: str) -> bool:
+        calls.append(hash)
+        return original(self, hash, password)
+
+    monkeypatch.setattr(security.PasswordHasher, "verify", counting)
+    return calls
 
 
 @pytest.fixture

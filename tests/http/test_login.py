@@ -3,9 +3,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from argon2 import PasswordHasher
 
-from authserver import security
 from authserver.services import users as user_service
 from tests.conftest import csrf_token_of
 from tests.factories import PASSWORD
@@ -271,19 +269,6 @@ def test_logout_with_csrf_token_ends_session(http, user):
     assert location_path(response) == "/login"
     assert session_user_id(http) is None
     assert http.get(APPS).status_code == 302
-
-
-@pytest.fixture
-def verify_calls(monkeypatch):
-    calls = []
-    original = PasswordHasher.verify
-
-    def counting(self, hash, password):
-        calls.append(hash)
-        return original(self, hash, password)
-
-    monkeypatch.setattr(security.PasswordHasher, "verify", counting)
-    return calls
 
 
 def _argon2_parameters(encoded):

@@ -25,6 +25,7 @@ from flask_migrate import upgrade
 from authserver import create_app
 from authserver.database import db
 from tests.conftest import base_config
+from tests.conftest import empty_database
 from tests.factories import IFTTT_REDIRECT
 from tests.factories import PASSWORD
 from tests.factories import authorize_url
@@ -63,12 +64,7 @@ def pg_app(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     application = create_app(base_config(pg_url))
     with application.app_context():
         yield application
-        db.session.rollback()
-        db.session.remove()
-        with db.engine.begin() as connection:
-            for table in reversed(db.metadata.sorted_tables):
-                connection.execute(table.delete())
-        db.engine.dispose()
+        empty_database()
 
 
 @pytest.fixture

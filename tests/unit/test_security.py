@@ -2,9 +2,6 @@ import base64
 import hashlib
 import re
 
-import pytest
-from argon2 import PasswordHasher
-
 from authserver import security
 from authserver.security import digests_equal
 from authserver.security import hash_password
@@ -13,19 +10,6 @@ from authserver.security import new_token
 from authserver.security import open_successor
 from authserver.security import seal_successor
 from authserver.security import verify_password
-
-
-@pytest.fixture
-def verify_calls(monkeypatch):
-    calls = []
-    original = PasswordHasher.verify
-
-    def counting(self, hash, password):
-        calls.append(hash)
-        return original(self, hash, password)
-
-    monkeypatch.setattr(security.PasswordHasher, "verify", counting)
-    return calls
 
 
 def argon2_cost(encoded):
