@@ -112,17 +112,23 @@ def init_login(app: Flask) -> None:
     app.session_interface = MachineAwareSessionInterface()
 
 
-# Called by machines (shims, IFTTT) on every poll: no browser session is opened, so
-# no cookie is read, refreshed or set, and no "Vary: Cookie" is added.
-SESSIONLESS_PREFIXES = ("/oauth/introspect", "/ifttt/")
+# Only the browser pages use the cookie session. Everything else is called by machines
+# (shims and IFTTT poll it) or by probes: no cookie is read, signed or set there and no
+# "Vary: Cookie" is added, which also spares the hot paths the signing work.
+BROWSER_PREFIXES = ("/login", "/logout", "/oauth/authorize", "/account/")
+
+
+def uses_session(path: str) -> bool:
+    """Tell whether a request path belongs to a browser page (with a session)."""
+    return path == "/" or path.startswith(BROWSER_PREFIXES)
 
 
 class MachineAwareSessionInterface(SecureCookieSessionInterface):
-    """Flask's cookie sessions, except on machine endpoints (a null session there)."""
+    """Flask's cookie sessions on browser pages, a null session everywhere else."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         """Open the cookie session, or a null session on a machine endpoint."""
-        if request.path.startswith(SESSIONLESS_PREFIXES):
+        if not uses_session(request.path):
             return self.make_null_session(app)
         return super().open_session(app, request)
 

@@ -93,6 +93,7 @@ def init_request_logging(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         _assign_request_id()
+        # Shared with the metrics hook, which times the same span.
         g.started = time.perf_counter()
 
     @app.after_request
@@ -105,6 +106,8 @@ def init_request_logging(app: Flask) -> None:
         route = request.url_rule.rule if request.url_rule else None
         oauth_client = getattr(g, "log_client_id", None)
         user_id = getattr(g, "log_user_id", None)
+        if not request_log.isEnabledFor(logging.INFO):
+            return response
         request_log.info(
             "%s %s %s %.1fms",
             request.method,

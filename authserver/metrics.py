@@ -51,14 +51,11 @@ def init_metrics(app: Flask) -> None:
     """Time every request and serve /metrics to holders of the metrics token."""
     app.extensions["authserver.count"] = count
 
-    @app.before_request
-    def _start_timer() -> None:
-        g.metrics_started = time.perf_counter()
-
     @app.after_request
     def _observe(response: Response) -> Response:
         endpoint = request.endpoint or "unmatched"
-        started = g.get("metrics_started")
+        # Set by the request log's before_request hook (authserver.logs).
+        started = g.get("started")
         if started is not None:
             LATENCY.labels(endpoint, str(response.status_code)).observe(
                 time.perf_counter() - started

@@ -9,8 +9,8 @@ from flask import current_app
 from flask import jsonify
 
 from ..logs import note_request
-from ..models import AccessToken
 from ..oauth2.protector import make_protector
+from ..services.tokens import ActiveAccessToken
 
 bp = Blueprint("ifttt", __name__)
 protector = make_protector()
@@ -29,18 +29,17 @@ def ifttt_error(message: str, status: int) -> Response:
 def user_info() -> Response:
     """Return the token owner's permanent id, name and optional profile URL."""
     try:
-        token: AccessToken = protector.acquire_token()
+        token: ActiveAccessToken = protector.acquire_token()
     except OAuth2Error:
         # RFC 6750 §3.1 challenge; IFTTT only looks at the 401 and the errors array.
         response = ifttt_error(INVALID_TOKEN, 401)
         response.headers["WWW-Authenticate"] = 'Bearer realm="authserver", error="invalid_token"'
         return response
-    user = token.family.user
-    note_request(client_id=token.family.oauth_client.client_id, user_id=user.public_id)
-    data = {"id": user.public_id, "name": user.name}
+    note_request(client_id=token.client_id, user_id=token.user_public_id)
+    data = {"id": token.user_public_id, "name": token.user_name}
     template = current_app.config["USER_URL_TEMPLATE"]
     if template:
-        data["url"] = template.format(id=user.public_id, username=user.username)
+        data["url"] = template.format(id=token.user_public_id, username=token.username)
     response = jsonify(data=data)
     response.headers["Content-Type"] = "application/json; charset=utf-8"
     response.headers["Cache-Control"] = "no-store"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
+from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint
 from flask import Response
@@ -23,6 +25,7 @@ from ..limits import record_token_failure
 from ..limits import token_failures_exceeded
 from ..limits import too_many
 from ..logs import note_request
+from ..oauth2 import introspection
 from ..oauth2.grants import AUTH_METHODS
 from ..oauth2.server import DuplicateParameter
 from ..oauth2.server import authorization_server
@@ -135,17 +138,14 @@ def introspect() -> Response:
     wait = introspection_exceeded()
     if wait:
         return too_many(wait)
-    server = authorization_server()
-    try:
-        response: Response = server.create_endpoint_response("introspection")
-    except DuplicateParameter as error:
-        response = server.handle_error_response(None, error)
-    # The caller is the resource server; the log names it and the token's owner.
-    body = response.get_json(silent=True) if response.status_code == 200 else None
+    # The log names the caller (the resource server); introspect() notes the owner.
     caller = getattr(request.authorization, "username", None) or request.form.get("client_id")
-    note_request(client_id=caller[:64] if caller else None,
-                 user_id=body.get("sub") if isinstance(body, dict) else None)
-    return response
+    note_request(client_id=caller[:64] if caller else None)
+    try:
+        body = introspection.introspect()
+    except OAuth2Error as error:
+        return authorization_server().handle_error_response(None, error)
+    return Response(json.dumps(body), 200, default_json_headers)
 
 
 @bp.get("/.well-known/oauth-authorization-server")
@@ -163,9 +163,7 @@ def metadata() -> Response:
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
-        "introspection_endpoint_auth_methods_supported": [
-            "client_secret_basic", "client_secret_post"
-        ],
+        "introspection_endpoint_auth_methods_supported": introspection.AUTH_METHODS,
         "scopes_supported": str(current_app.config["SCOPES_SUPPORTED"]).split(),
         "code_challenge_methods_supported": ["S256"],
     }

@@ -8,21 +8,20 @@ from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc6750 import InvalidTokenError
 
-from ..clock import utcnow
-from ..models import AccessToken
 from ..services import tokens as token_service
+from ..services.tokens import ActiveAccessToken
 
 
 class AccessTokenValidator(BearerTokenValidator):
     """Validate opaque access tokens by their digest."""
 
-    def authenticate_token(self, token_string: str) -> AccessToken | None:
-        """Find the access token (None for unknown)."""
-        return token_service.find_usable_access_token(token_string)
+    def authenticate_token(self, token_string: str) -> ActiveAccessToken | None:
+        """Find the access token if it is usable now (None otherwise)."""
+        return token_service.find_active_access_token(token_string)
 
-    def validate_token(self, token: AccessToken | None, scopes: Any, request: Any) -> None:
+    def validate_token(self, token: ActiveAccessToken | None, scopes: Any, request: Any) -> None:
         """Refuse unknown, expired, revoked and disabled-owner tokens alike."""
-        if token is None or not token.is_usable(utcnow()):
+        if token is None:
             raise InvalidTokenError()
 
 

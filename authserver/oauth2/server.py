@@ -23,7 +23,6 @@ from flask import request as flask_request
 from ..models import OAuth2Client
 from ..services import clients as client_service
 from ..services.audit import record_event_now
-from .endpoints import IntrospectionEndpoint
 from .endpoints import RevocationEndpoint
 from .grants import AuthorizationCodeGrant
 from .grants import RefreshTokenGrant
@@ -40,7 +39,8 @@ class AuthorizationServer(_FlaskServer):
         """Return an enabled client; disabled ones do not exist for OAuth."""
         if not isinstance(client_id, str):
             return None
-        oauth_client = client_service.get_client(client_id)
+        # The token endpoint checks the secret next: load the secrets with the client.
+        oauth_client = client_service.get_client(client_id, with_secrets=True)
         if oauth_client is None or oauth_client.disabled:
             return None
         return oauth_client
@@ -79,9 +79,7 @@ class AuthorizationServer(_FlaskServer):
         Authlib reads query and body together, so a name in both counts twice too.
         """
         oauth_request = super().create_oauth2_request(request)
-        for key, values in flask_request.values.lists():
-            if len(values) > 1:
-                raise _DuplicateParameter(key)
+        reject_duplicate_parameters()
         return oauth_request
 
     def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
@@ -98,6 +96,16 @@ class AuthorizationServer(_FlaskServer):
         if isinstance(error, InvalidClientError):
             response.headers["WWW-Authenticate"] = 'Basic realm="authserver", error="invalid_client"'
         return response
+
+
+def reject_duplicate_parameters() -> None:
+    """Refuse a parameter given twice, in the query or body or both (RFC 6749 §3.1).
+
+    :raises DuplicateParameter: naming the parameter when its name is printable.
+    """
+    for key, values in flask_request.values.lists():
+        if len(values) > 1:
+            raise _DuplicateParameter(key)
 
 
 class _DuplicateParameter(InvalidRequestError):
@@ -206,7 +214,6 @@ def init_oauth2(app: Flask) -> None:
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     server.register_grant(RefreshTokenGrant)
     server.register_endpoint(RevocationEndpoint)
-    server.register_endpoint(IntrospectionEndpoint)
     app.extensions[EXTENSION_KEY] = server
     # Authlib logs issued tokens at DEBUG; tokens must never reach a log.
     logging.getLogger("authlib").setLevel(logging.INFO)

@@ -10,6 +10,8 @@ from datetime import timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from sqlalchemy import bindparam
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import joinedload
@@ -166,12 +168,20 @@ def register_client(
     return oauth_client, secret
 
 
-def get_client(client_id: str) -> OAuth2Client | None:
-    """Return the client with this id, if any (disabled ones included)."""
+def get_client(client_id: str, *, with_secrets: bool = False) -> OAuth2Client | None:
+    """Return the client with this id, if any (disabled ones included).
+
+    ``with_secrets`` loads its secrets in the same query (for authentication).
+    """
     # No id holds NUL (PostgreSQL refuses it in a query, so ask nothing).
     if not client_id or len(client_id) > 64 or "\x00" in client_id:
         return None
-    return db.session.scalar(select(OAuth2Client).where(OAuth2Client.client_id == client_id))
+    stmt = select(OAuth2Client).where(OAuth2Client.client_id == client_id)
+    if with_secrets:
+        return db.session.scalars(
+            stmt.options(joinedload(OAuth2Client.secrets))
+        ).unique().first()
+    return db.session.scalar(stmt)
 
 
 def require_client(client_id: str) -> OAuth2Client:
@@ -360,32 +370,100 @@ def _owner_kwargs(owner: OAuth2Client | ResourceServer, owner_id: str) -> dict[s
     return {"resource_server": owner_id}
 
 
+@dataclass(frozen=True, slots=True)
+class SecretMatch:
+    """A caller authenticated by one of its live secrets."""
+
+    owner_kind: str  # "client" or "resource_server"
+    owner_pk: int
+    owner_id: str
+    secret_id: int
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+_secrets = CredentialSecret.__table__.c
+_servers = ResourceServer.__table__.c
+_clients = OAuth2Client.__table__.c
+_MATCH_SECRET = (
+    select(
+        _secrets.id, _secrets.expires_at, _secrets.last_used_at,
+        _servers.id.label("rs_pk"), _servers.server_id, _servers.disabled.label("rs_disabled"),
+        _clients.id.label("client_pk"), _clients.client_id,
+        _clients.disabled.label("client_disabled"), _clients.is_confidential,
+    )
+    .select_from(CredentialSecret.__table__)
+    .outerjoin(ResourceServer.__table__, _servers.id == _secrets.resource_server_id)
+    .outerjoin(OAuth2Client.__table__, _clients.id == _secrets.oauth_client_id)
+    .where(_secrets.secret_hash == bindparam("digest"))
+)
+
+
+def match_secret(owner_id: str, secret: str) -> SecretMatch | None:
+    """Authenticate an enabled resource server or confidential client in one query.
+
+    The row is found by the secret's digest (a unique index). Secrets are 256-bit
+    random values, so the lookup's timing reveals nothing about them, unlike a
+    byte-by-byte comparison of the secret itself; the owner id must then match too.
+    """
+    if not owner_id or not secret or len(owner_id) > 64 or len(secret) > 512:
+        return None
+    row = db.session.execute(_MATCH_SECRET, {"digest": hash_token(secret)}).first()
+    if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
+        return None
+    if row.rs_pk is not None:
+        if row.rs_disabled or row.server_id != owner_id:
+            return None
+        return SecretMatch("resource_server", row.rs_pk, row.server_id, row.id,
+                           row.expires_at, row.last_used_at)
+    if row.client_disabled or not row.is_confidential or row.client_id != owner_id:
+        return None
+    return SecretMatch("client", row.client_pk, row.client_id, row.id,
+                       row.expires_at, row.last_used_at)
+
+
 def record_secret_use(owner: OAuth2Client | ResourceServer, *, owner_id: str) -> None:
+    """Note the use of the secret that just authenticated ``owner`` (see note_secret_use)."""
+    matched = owner.matched_secret
+    if matched is None:
+        return
+    kind = "client" if isinstance(owner, OAuth2Client) else "resource_server"
+    note_secret_use(SecretMatch(kind, owner.id, owner_id, matched.id, matched.expires_at,
+                                matched.last_used_at))
+
+
+def note_secret_use(match: SecretMatch) -> None:
     """Note when the matched secret was last used; audit use of a superseded one.
 
     Commits only when something changed: at most once a minute per secret, except
     that the first use of the old secret after a rotation is always noted.
     """
-    matched = owner.matched_secret
-    if matched is None:
-        return
     now = utcnow()
-    due = matched.last_used_at is None or now - matched.last_used_at >= LAST_USED_RESOLUTION
-    if matched.expires_at is not None:
+    last_used = match.last_used_at
+    due = last_used is None or now - last_used >= LAST_USED_RESOLUTION
+    if match.expires_at is not None:
         # The old secret during an overlap: the admin wants to see when IFTTT switches.
         # The newest secret's creation is the rotation; a use from before it (even a
         # few seconds before) must not hide the first use after it.
-        rotated_at = owner.live_secrets(now)[0].created_at
-        first_since_rotation = (
-            matched.last_used_at is None or matched.last_used_at < rotated_at
+        owner_column = (
+            _secrets.oauth_client_id if match.owner_kind == "client"
+            else _secrets.resource_server_id
+        )
+        rotated_at = db.session.scalar(
+            select(func.max(_secrets.created_at)).where(owner_column == match.owner_pk)
+        )
+        first_since_rotation = last_used is None or (
+            rotated_at is not None and last_used < rotated_at
         )
         if due or first_since_rotation:
-            record_event("secret.used_old", **_owner_kwargs(owner, owner_id))
+            kwargs = ({"client_id": match.owner_id} if match.owner_kind == "client"
+                      else {"resource_server": match.owner_id})
+            record_event("secret.used_old", **kwargs)
             due = True
     if due:
         db.session.execute(
             update(CredentialSecret)
-            .where(CredentialSecret.id == matched.id)
+            .where(CredentialSecret.id == match.secret_id)
             .values(last_used_at=now)
         )
         db.session.commit()

@@ -18,8 +18,10 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import exists
+from sqlalchemy import insert
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
@@ -151,8 +153,10 @@ def redeem_authorization_code(
     :raises GrantError: when the code was consumed meanwhile (a replay or a race).
     """
     now = utcnow()
+    family_id = _insert_family(code.user_id, oauth_client.id, code.scope, now)
     # RFC 6749 §4.1.2: single use. The conditional UPDATE is the claim; of two
-    # concurrent redemptions exactly one sees rowcount 1.
+    # concurrent redemptions exactly one sees rowcount 1 (the other's family is
+    # rolled back with it).
     claimed = db.session.execute(
         update(AuthorizationCode)
         .where(
@@ -160,26 +164,13 @@ def redeem_authorization_code(
             AuthorizationCode.used_at.is_(None),
             AuthorizationCode.expires_at > now,
         )
-        .values(used_at=now)
+        .values(used_at=now, family_id=family_id)
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         _handle_code_replay(code.id, oauth_client)
         raise GrantError("The authorization code was already used or has expired.")
-    family = TokenFamily(
-        user_id=code.user_id,
-        oauth_client_id=oauth_client.id,
-        scope=code.scope,
-        created_at=now,
-    )
-    db.session.add(family)
-    db.session.flush()
-    db.session.execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.id == code.id)
-        .values(family_id=family.id)
-        .execution_options(synchronize_session=False)
-    )
+    family = FamilyRef(family_id, code.scope)
     body = _issue(family, policy_for(oauth_client), now, include_refresh_token)
     note_request(client_id=oauth_client.client_id, user_id=code.user.public_id)
     db.session.commit()
@@ -187,44 +178,67 @@ def redeem_authorization_code(
     return body
 
 
+@dataclass(frozen=True, slots=True)
+class FamilyRef:
+    """The two facts about a family that issuing tokens needs."""
+
+    id: int
+    scope: str
+
+
+_refresh_table = RefreshToken.__table__
+_access_table = AccessToken.__table__
+
+
+def _insert_family(user_id: int, oauth_client_id: int, scope: str, now: datetime) -> int:
+    result = db.session.execute(
+        insert(TokenFamily.__table__).values(
+            user_id=user_id, oauth_client_id=oauth_client_id, scope=scope, created_at=now
+        )
+    )
+    family_id: int = result.inserted_primary_key[0]  # type: ignore[attr-defined]
+    return family_id
+
+
 def _issue(
-    family: TokenFamily,
+    family: FamilyRef | TokenFamily,
     policy: TokenPolicy,
     now: datetime,
     include_refresh_token: bool,
     *,
     parent_id: int | None = None,
     reuse_refresh: tuple[int, str] | None = None,
+    new_tokens: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Add an access token (and a new refresh token unless reusing one); no commit."""
-    refresh_raw: str | None = None
+    """Insert an access token (and a new refresh token unless reusing one); no commit.
+
+    Plain INSERTs rather than ORM objects: this runs on every code exchange and
+    refresh, and nothing reads the new rows back in the same request.
+    ``new_tokens`` (access, refresh) lets a caller that sealed them beforehand
+    choose the raw values.
+    """
+    access_raw, refresh_raw = new_tokens or (new_token(), new_token())
     refresh_id: int | None = None
     if reuse_refresh is not None:
         refresh_id, refresh_raw = reuse_refresh
     elif include_refresh_token:
-        refresh_raw = new_token()
-        refresh_row = RefreshToken(
-            token_hash=hash_token(refresh_raw),
-            family_id=family.id,
-            parent_id=parent_id,
-            issued_at=now,
+        result = db.session.execute(
+            insert(_refresh_table).values(
+                token_hash=hash_token(refresh_raw), family_id=family.id,
+                parent_id=parent_id, issued_at=now, replay_count=0,
+            )
         )
-        db.session.add(refresh_row)
-        db.session.flush()
-        refresh_id = refresh_row.id
-    access_raw = new_token()
+        refresh_id = result.inserted_primary_key[0]  # type: ignore[attr-defined]
+    else:
+        refresh_raw = None  # type: ignore[assignment]
     expires_at = now + policy.access_lifetime if policy.access_lifetime else None
-    db.session.add(
-        AccessToken(
-            token_hash=hash_token(access_raw),
-            family_id=family.id,
-            refresh_token_id=refresh_id,
-            scope=family.scope,
-            issued_at=now,
+    db.session.execute(
+        insert(_access_table).values(
+            token_hash=hash_token(access_raw), family_id=family.id,
+            refresh_token_id=refresh_id, scope=family.scope, issued_at=now,
             expires_at=expires_at,
         )
     )
-    db.session.flush()
     return token_response(access_raw, expires_at, refresh_raw, family.scope, now)
 
 
@@ -283,6 +297,17 @@ def refresh(
         _count("refreshed")
         return body
 
+    # The successor pair is chosen and sealed first, so that one conditional UPDATE
+    # both claims the token and stores the sealed answer for grace-period replays.
+    access_raw, refresh_raw = new_token(), new_token()
+    expires_at = now + policy.access_lifetime if policy.access_lifetime else None
+    sealed = None
+    if policy.grace > timedelta(0):
+        sealed = seal_successor(presented, {
+            "access_token": access_raw,
+            "refresh_token": refresh_raw,
+            "expires_at": epoch(expires_at) if expires_at is not None else None,
+        })
     claimed = db.session.execute(
         update(RefreshToken)
         .where(
@@ -290,31 +315,15 @@ def refresh(
             RefreshToken.rotated_at.is_(None),
             RefreshToken.revoked_at.is_(None),
         )
-        .values(rotated_at=now, grace_ends_at=now + policy.grace)
+        .values(rotated_at=now, grace_ends_at=now + policy.grace, successor_ciphertext=sealed)
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount == 1:  # type: ignore[attr-defined]
-        # The UNIQUE parent link is checked when _issue flushes the successor's INSERT,
-        # not only at commit, so the whole unit of work sits inside the try.
+        # The UNIQUE parent link is checked when the successor's INSERT runs, not only
+        # at commit, so the whole unit of work sits inside the try.
         try:
-            body = _issue(family, policy, now, True, parent_id=row.id)
-            if policy.grace > timedelta(0):
-                sealed = seal_successor(
-                    presented,
-                    {
-                        "access_token": body["access_token"],
-                        "refresh_token": body["refresh_token"],
-                        "expires_at": epoch(now) + body["expires_in"]
-                        if "expires_in" in body
-                        else None,
-                    },
-                )
-                db.session.execute(
-                    update(RefreshToken)
-                    .where(RefreshToken.id == row.id)
-                    .values(successor_ciphertext=sealed)
-                    .execution_options(synchronize_session=False)
-                )
+            body = _issue(family, policy, now, True, parent_id=row.id,
+                          new_tokens=(access_raw, refresh_raw))
             db.session.commit()
         except IntegrityError:
             # The UNIQUE parent link caught a second successor: take the replay path.
@@ -487,16 +496,80 @@ def revoke_token(token: AccessToken | RefreshToken, *, oauth_client: OAuth2Clien
     db.session.commit()
 
 
-def find_usable_access_token(raw: str) -> AccessToken | None:
-    """Return the access token if it authorizes requests now (one indexed lookup)."""
+@dataclass(frozen=True, slots=True)
+class ActiveAccessToken:
+    """What a usable access token authorizes, read in one query (no ORM objects)."""
+
+    token_id: int
+    family_id: int
+    scope: str
+    issued_at: datetime
+    expires_at: datetime | None
+    oauth_client_pk: int
+    client_id: str
+    user_public_id: str
+    username: str
+    user_name: str
+
+    def introspection(self, issuer: str) -> dict[str, Any]:
+        """Return the RFC 7662 §2.2 body for this active token."""
+        body: dict[str, Any] = {
+            "active": True,
+            "sub": self.user_public_id,
+            "username": self.username,
+            "client_id": self.client_id,
+            "scope": self.scope,
+            "token_type": "Bearer",
+            "iat": epoch(self.issued_at),
+            "iss": issuer,
+        }
+        if self.expires_at is not None:
+            body["exp"] = epoch(self.expires_at)
+        return body
+
+
+_access = AccessToken.__table__.c
+_families = TokenFamily.__table__.c
+_users = User.__table__.c
+_clients = OAuth2Client.__table__.c
+# Every rule of AccessToken.is_usable, evaluated by the database on one indexed row.
+_ACTIVE_ACCESS_TOKEN = (
+    select(
+        _access.id, _access.family_id, _access.scope, _access.issued_at, _access.expires_at,
+        _clients.id.label("client_pk"), _clients.client_id,
+        _users.public_id, _users.username, _users.name,
+    )
+    .select_from(AccessToken.__table__)
+    .join(TokenFamily.__table__, _families.id == _access.family_id)
+    .join(User.__table__, _users.id == _families.user_id)
+    .join(OAuth2Client.__table__, _clients.id == _families.oauth_client_id)
+    .where(
+        _access.token_hash == bindparam("digest"),
+        _access.revoked_at.is_(None),
+        or_(_access.expires_at.is_(None), _access.expires_at > bindparam("now")),
+        _families.revoked_at.is_(None),
+        _users.disabled.is_(False),
+        _clients.disabled.is_(False),
+    )
+)
+
+
+def find_active_access_token(raw: str) -> ActiveAccessToken | None:
+    """Return what the access token authorizes if it is usable now (one indexed query).
+
+    Unknown, expired, revoked, disabled-owner and disabled-client tokens all give None.
+    """
     if not raw or len(raw) > 512:
         return None
-    row = db.session.scalar(
-        select(AccessToken).where(AccessToken.token_hash == hash_token(raw))
-    )
-    if row is None or not row.is_usable(utcnow()):
+    row = db.session.execute(
+        _ACTIVE_ACCESS_TOKEN,
+        {"digest": hash_token(raw), "now": utcnow()},
+    ).first()
+    if row is None:
         return None
-    return row
+    return ActiveAccessToken(row.id, row.family_id, row.scope, row.issued_at, row.expires_at,
+                             row.client_pk, row.client_id, row.public_id, row.username,
+                             row.name)
 
 
 def refresh_token_is_active(row: RefreshToken) -> bool:

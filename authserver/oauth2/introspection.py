@@ -1,0 +1,70 @@
+"""RFC 7662 token introspection: the shims' hot path.
+
+Shims call it once per request they serve, so it reads only plain rows: one query
+authenticates the caller, one finds the token with every usability rule. Authlib's
+IntrospectionEndpoint would add a request object and a dispatch per call while every
+method that matters here is ours, so the endpoint is this module instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from flask import current_app
+from flask import request
+
+from ..logs import note_request
+from ..services import clients as client_service
+from ..services import tokens as token_service
+from ..services.clients import SecretMatch
+from .server import basic_credentials
+from .server import reject_duplicate_parameters
+
+AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+def authenticate_caller() -> SecretMatch:
+    """Accept a resource server or a confidential client, Basic or form body.
+
+    :raises InvalidClientError: 401 for missing or wrong credentials.
+    """
+    caller_id, secret = basic_credentials(request.headers)
+    if not caller_id:
+        caller_id = request.form.get("client_id")
+        secret = request.form.get("client_secret")
+    caller = client_service.match_secret(caller_id or "", secret or "")
+    if caller is None:
+        raise InvalidClientError(
+            status_code=401, description="Resource server authentication failed."
+        )
+    client_service.note_secret_use(caller)
+    return caller
+
+
+def introspect() -> dict[str, Any]:
+    """Answer one introspection request (RFC 7662 §2.2 body).
+
+    Refresh tokens are never reported active: they authorize no call, and a shim
+    that only reads ``active`` must not accept one as a bearer token.
+
+    :raises InvalidClientError: 401 for missing or wrong caller credentials.
+    :raises InvalidRequestError: 400 for a missing ``token`` or a repeated parameter.
+    """
+    reject_duplicate_parameters()
+    caller = authenticate_caller()
+    # RFC 7662 §2.1: token_type_hint is advisory, so an unknown one is no error.
+    raw = request.form.get("token")
+    if raw is None:
+        raise InvalidRequestError(description="Missing 'token' parameter.")
+    token = token_service.find_active_access_token(raw)
+    # A resource server sees every token; a client sees only its own.
+    if token is None or (
+        caller.owner_kind == "client" and token.oauth_client_pk != caller.owner_pk
+    ):
+        # RFC 7662 §2.2: unknown, expired, revoked or not the caller's: nothing else.
+        return INACTIVE
+    note_request(user_id=token.user_public_id)
+    return token.introspection(current_app.config["ISSUER"])
