@@ -25,8 +25,11 @@ def resource_dir(name: str) -> str:
     return str(_PACKAGE_DIR.parent / name)
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None, *, cli: bool = True) -> Flask:
     """Build the application: config, extensions, OAuth server, blueprints, CLI.
+
+    ``cli=False`` leaves out the admin commands and Flask-Migrate (with Alembic and
+    requests behind them): a serving worker never runs them, and they cost it memory.
 
     :raises ConfigError: when a setting is invalid.
     """
@@ -59,6 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_request_logging(app)
     init_security_headers(app)
     init_blueprints(app)
-    init_cli(app)
+    if cli:
+        init_cli(app)
     init_error_handlers(app)
     return app

@@ -26,7 +26,6 @@ from .config import validate_config
 from .database import db
 from .extensions import csrf
 from .extensions import login_manager
-from .extensions import migrate
 from .logs import configure_logging
 
 log = logging.getLogger("authserver")
@@ -93,7 +92,6 @@ def init_database(app: Flask) -> None:
         options["pool_timeout"] = timeout
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
-    migrate.init_app(app, db, directory=resource_dir("migrations"), render_as_batch=True)
     import authserver.models  # noqa: F401 - registers every table
 
 
@@ -147,9 +145,12 @@ def init_blueprints(app: Flask) -> None:
 
 
 def init_cli(app: Flask) -> None:
-    """Attach the admin command groups."""
+    """Attach the admin command groups and Flask-Migrate's ``db`` commands."""
+    from flask_migrate import Migrate
+
     from .cli import register_commands
 
+    Migrate(app, db, directory=resource_dir("migrations"), render_as_batch=True)
     register_commands(app)
 
 

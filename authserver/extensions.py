@@ -1,9 +1,11 @@
-"""Flask extensions, created unbound and bound in create_app."""
+"""Flask extensions, created unbound and bound in create_app.
+
+Flask-Migrate is bound with the CLI (app_setup.init_cli): only commands use it, and
+importing Alembic would cost every serving worker about 11 MB.
+"""
 
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
 
-migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from flask import current_app
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import resource_dir
 from .database import db
 
 log = logging.getLogger(__name__)
@@ -28,17 +29,41 @@ class DatabaseState:
 
 
 def head_revision(directory: str) -> str | None:
-    """Return the head revision id of the migrations in ``directory``."""
-    config = Config()
-    config.set_main_option("script_location", directory)
-    return ScriptDirectory.from_config(config).get_current_head()
+    """Return the head revision id of the migrations in ``directory``.
+
+    /readyz runs in every serving worker, where importing Alembic (and Mako with it)
+    would cost each worker about 11 MB of memory; so this reads the two assignments
+    Alembic itself reads from each version file. tests/migrations checks that it
+    agrees with Alembic's ScriptDirectory.
+
+    :raises ValueError: when the files do not form a single head.
+    """
+    revisions: dict[str, object] = {}
+    for path in sorted(Path(directory, "versions").glob("*.py")):
+        names: dict[str, object] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            target = node.targets[0] if isinstance(node, ast.Assign) else (
+                node.target if isinstance(node, ast.AnnAssign) else None
+            )
+            if isinstance(target, ast.Name) and node.value is not None:
+                if target.id in ("revision", "down_revision"):
+                    names[target.id] = ast.literal_eval(node.value)
+        if isinstance(names.get("revision"), str):
+            revisions[str(names["revision"])] = names.get("down_revision")
+    parents: set[object] = set()
+    for down in revisions.values():
+        parents.update(down if isinstance(down, tuple | list) else (down,))
+    heads = [rev for rev in revisions if rev not in parents]
+    if len(heads) > 1:
+        raise ValueError(f"several migration heads: {sorted(heads)}")
+    return heads[0] if heads else None
 
 
 def _shipped_head() -> str | None:
     # The migrations folder never changes while the process runs: read it once.
     extensions = current_app.extensions
     if _HEAD_KEY not in extensions:
-        extensions[_HEAD_KEY] = head_revision(str(extensions["migrate"].directory))
+        extensions[_HEAD_KEY] = head_revision(resource_dir("migrations"))
     head: str | None = extensions[_HEAD_KEY]
     return head
 

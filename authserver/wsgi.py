@@ -2,4 +2,5 @@
 
 from . import create_app
 
-app = create_app()
+# Serving only: no admin commands (see create_app).
+app = create_app(cli=False)

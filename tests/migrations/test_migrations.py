@@ -142,3 +142,27 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path, monkeypatch):
                 assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         finally:
             db.engine.dispose()
+
+
+def test_readiness_head_agrees_with_alembic():
+    # /readyz reads the head without importing Alembic (worker memory); it must never
+    # disagree with what `authserver db upgrade` migrates to.
+    from authserver.migrations_state import head_revision
+
+    directory = resource_dir("migrations")
+    assert head_revision(directory) == ScriptDirectory(directory).get_current_head()
+
+
+def test_readiness_head_refuses_a_branched_history(tmp_path):
+    from authserver.migrations_state import head_revision
+
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "a.py").write_text("revision = 'a'\ndown_revision = None\n")
+    (versions / "b.py").write_text("revision: str = 'b'\ndown_revision = 'a'\n")
+    assert head_revision(str(tmp_path)) == "b"
+    (versions / "c.py").write_text("revision = 'c'\ndown_revision = 'a'\n")
+    with pytest.raises(ValueError, match="several migration heads"):
+        head_revision(str(tmp_path))
+    (versions / "d.py").write_text("revision = 'd'\ndown_revision = ('b', 'c')\n")
+    assert head_revision(str(tmp_path)) == "d"
