@@ -23,6 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import resource_dir
 from .config import load_config
 from .config import validate_config
+from .database import AUTOCOMMIT_READS_KEY
 from .database import db
 from .extensions import csrf
 from .extensions import login_manager
@@ -91,6 +92,7 @@ def init_database(app: Flask) -> None:
         options["max_overflow"] = 5
         options["pool_timeout"] = timeout
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    app.extensions[AUTOCOMMIT_READS_KEY] = url.startswith("postgresql")
     db.init_app(app)
     import authserver.models  # noqa: F401 - registers every table
 

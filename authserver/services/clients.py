@@ -441,6 +441,11 @@ def note_secret_use(match: SecretMatch) -> None:
     now = utcnow()
     last_used = match.last_used_at
     due = last_used is None or now - last_used >= LAST_USED_RESOLUTION
+    if not due and match.expires_at is None:
+        return
+    # The bookkeeping below is one unit of work; the caller may have read without a
+    # transaction (database.read_without_transaction), so start a fresh one.
+    db.session.commit()
     if match.expires_at is not None:
         # The old secret during an overlap: the admin wants to see when IFTTT switches.
         # The newest secret's creation is the rotation; a use from before it (even a
