@@ -49,8 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_LOGIN_IP": "50 per 5 minutes",
     # Failed token-endpoint requests allowed per client id.
     "RATE_LIMIT_TOKEN_FAILURES": "60 per minute",
-    # Introspection calls allowed per resource server (shims call it on every poll).
-    "RATE_LIMIT_INTROSPECTION": "6000 per minute",
+    # Introspection calls allowed per resource server (shims call it on every poll;
+    # 100k users with a few Applets each mean hundreds a second, bursts far more).
+    "RATE_LIMIT_INTROSPECTION": "300000 per minute",
     # "json" (one object per line) or "text" for local development.
     "LOG_FORMAT": "json",
     # Bearer token that unlocks /metrics; empty hides /metrics (404).

@@ -94,28 +94,23 @@ class _SecretHolder:
         return matched is not None and not self.disabled
 
 
-class OAuth2Client(_SecretHolder, Model):
-    """A registered OAuth client such as IFTTT."""
+class ClientRules:
+    """What Authlib asks of a client, from plain attributes.
 
-    __tablename__ = "oauth2_clients"
+    Shared by the OAuth2Client model and services.clients.AuthenticatedClient (the
+    token endpoint's client, read with its secret in one Core query), so the rules
+    exist once whichever object carries them.
+    """
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    client_id: Mapped[str] = mapped_column(String(64), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
-    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
-    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
-    is_confidential: Mapped[bool] = mapped_column(Boolean, default=True)
-    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Per-client overrides in whole seconds; NULL means the server-wide setting.
-    access_token_lifetime: Mapped[int | None] = mapped_column(Integer)
-    refresh_grace_lifetime: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    id: int
+    client_id: str
+    redirect_uris: list[str]
+    scopes: list[str]
+    is_confidential: bool
+    disabled: bool
+    access_token_lifetime: int | None
+    refresh_grace_lifetime: int | None
 
-    secrets: Mapped[list[CredentialSecret]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, lazy="select"
-    )
-
-    # Authlib ClientMixin ---------------------------------------------------------
     def get_client_id(self) -> str:
         """Return the public client identifier."""
         return self.client_id
@@ -151,12 +146,6 @@ class OAuth2Client(_SecretHolder, Model):
         """Allow the code and refresh grants."""
         return grant_type in GRANT_TYPES
 
-    def check_client_secret(self, client_secret: str) -> bool:
-        """Check a presented secret; public clients have none."""
-        if not self.is_confidential:
-            return False
-        return super().check_client_secret(client_secret)
-
     def access_lifetime(self, default_seconds: int) -> timedelta | None:
         """Return the access-token lifetime, or None when tokens never expire."""
         seconds = (
@@ -174,6 +163,34 @@ class OAuth2Client(_SecretHolder, Model):
             else default_seconds
         )
         return timedelta(seconds=seconds)
+
+
+class OAuth2Client(ClientRules, _SecretHolder, Model):
+    """A registered OAuth client such as IFTTT."""
+
+    __tablename__ = "oauth2_clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    is_confidential: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Per-client overrides in whole seconds; NULL means the server-wide setting.
+    access_token_lifetime: Mapped[int | None] = mapped_column(Integer)
+    refresh_grace_lifetime: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    secrets: Mapped[list[CredentialSecret]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="select"
+    )
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        """Check a presented secret; public clients have none."""
+        if not self.is_confidential:
+            return False
+        return super().check_client_secret(client_secret)
 
 
 class ResourceServer(_SecretHolder, Model):

@@ -22,6 +22,7 @@ from flask import request as flask_request
 
 from ..models import OAuth2Client
 from ..services import clients as client_service
+from ..services.clients import AuthenticatedClient
 from ..services.audit import record_event_now
 from .endpoints import RevocationEndpoint
 from .grants import AuthorizationCodeGrant
@@ -39,8 +40,7 @@ class AuthorizationServer(_FlaskServer):
         """Return an enabled client; disabled ones do not exist for OAuth."""
         if not isinstance(client_id, str):
             return None
-        # The token endpoint checks the secret next: load the secrets with the client.
-        oauth_client = client_service.get_client(client_id, with_secrets=True)
+        oauth_client = client_service.get_client(client_id)
         if oauth_client is None or oauth_client.disabled:
             return None
         return oauth_client
@@ -53,8 +53,8 @@ class AuthorizationServer(_FlaskServer):
         """Record which secret authenticated the client (old-secret use is audited)."""
         if name == "after_authenticate_client":
             oauth_client = kwargs.get("client")
-            if isinstance(oauth_client, OAuth2Client):
-                client_service.record_secret_use(oauth_client, owner_id=oauth_client.client_id)
+            if isinstance(oauth_client, AuthenticatedClient):
+                client_service.note_secret_use(oauth_client.matched)
         super().send_signal(name, *args, **kwargs)
 
     def get_authorization_grant(self, request: Any) -> Any:
@@ -184,7 +184,7 @@ def authenticate_client_secret_basic(query_client: Any, request: Any) -> Any:
     RFC 6749 §2.3: a client uses one authentication method per request, so a body
     naming another client id or secret than the header is an invalid request.
 
-    :raises InvalidClientError: for a malformed header or an unknown client.
+    :raises InvalidClientError: for a malformed header.
     :raises InvalidRequestError: when the body contradicts the header.
     """
     client_id, secret = basic_credentials(request.headers)
@@ -196,21 +196,28 @@ def authenticate_client_secret_basic(query_client: Any, request: Any) -> Any:
             raise InvalidRequestError(
                 f"The {key} in the body differs from the Authorization header."
             )
-    oauth_client = query_client(client_id)
-    if oauth_client is None:
-        raise InvalidClientError(status_code=401, description="Unknown client.")
-    if oauth_client.check_client_secret(secret):
-        return oauth_client
-    return None
+    return client_service.authenticate_client(client_id, secret)
+
+
+def authenticate_client_secret_post(query_client: Any, request: Any) -> Any:
+    """Authenticate a client by client_id and client_secret in the form body (IFTTT)."""
+    form = request.form
+    client_id, secret = form.get("client_id"), form.get("client_secret")
+    if not isinstance(client_id, str) or not isinstance(secret, str):
+        return None
+    return client_service.authenticate_client(client_id, secret)
 
 
 def init_oauth2(app: Flask) -> None:
     """Build this app's server, register grants and endpoints, and store it."""
     server = AuthorizationServer()
     server.init_app(app)
+    # Both secret methods read the client and its secret in one query (by the
+    # secret's digest) instead of loading the mapped client and its secrets.
     server.register_client_auth_method(
         "client_secret_basic", authenticate_client_secret_basic
     )
+    server.register_client_auth_method("client_secret_post", authenticate_client_secret_post)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     server.register_grant(RefreshTokenGrant)
     server.register_endpoint(RevocationEndpoint)

@@ -49,6 +49,12 @@ from .audit import record_event
 log = logging.getLogger(__name__)
 security_log = logging.getLogger("authserver.security")
 
+# Column collections for the hot paths' Core statements.
+_access = AccessToken.__table__.c
+_families = TokenFamily.__table__.c
+_users = User.__table__.c
+_clients = OAuth2Client.__table__.c
+
 
 class GrantError(AuthServerError):
     """The presented code or refresh token is invalid (OAuth ``invalid_grant``)."""
@@ -186,16 +192,14 @@ class FamilyRef:
     scope: str
 
 
-_refresh_table = RefreshToken.__table__
-_access_table = AccessToken.__table__
+_INSERT_FAMILY = insert(TokenFamily.__table__)
 
 
 def _insert_family(user_id: int, oauth_client_id: int, scope: str, now: datetime) -> int:
-    result = db.session.execute(
-        insert(TokenFamily.__table__).values(
-            user_id=user_id, oauth_client_id=oauth_client_id, scope=scope, created_at=now
-        )
-    )
+    result = db.session.execute(_INSERT_FAMILY, {
+        "user_id": user_id, "oauth_client_id": oauth_client_id, "scope": scope,
+        "created_at": now,
+    })
     family_id: int = result.inserted_primary_key[0]  # type: ignore[attr-defined]
     return family_id
 
@@ -222,23 +226,19 @@ def _issue(
     if reuse_refresh is not None:
         refresh_id, refresh_raw = reuse_refresh
     elif include_refresh_token:
-        result = db.session.execute(
-            insert(_refresh_table).values(
-                token_hash=hash_token(refresh_raw), family_id=family.id,
-                parent_id=parent_id, issued_at=now, replay_count=0,
-            )
-        )
+        result = db.session.execute(_INSERT_REFRESH, {
+            "token_hash": hash_token(refresh_raw), "family_id": family.id,
+            "parent_id": parent_id, "issued_at": now, "replay_count": 0,
+        })
         refresh_id = result.inserted_primary_key[0]  # type: ignore[attr-defined]
     else:
         refresh_raw = None  # type: ignore[assignment]
     expires_at = now + policy.access_lifetime if policy.access_lifetime else None
-    db.session.execute(
-        insert(_access_table).values(
-            token_hash=hash_token(access_raw), family_id=family.id,
-            refresh_token_id=refresh_id, scope=family.scope, issued_at=now,
-            expires_at=expires_at,
-        )
-    )
+    db.session.execute(_INSERT_ACCESS, {
+        "token_hash": hash_token(access_raw), "family_id": family.id,
+        "refresh_token_id": refresh_id, "scope": family.scope, "issued_at": now,
+        "expires_at": expires_at,
+    })
     return token_response(access_raw, expires_at, refresh_raw, family.scope, now)
 
 
@@ -263,6 +263,48 @@ def token_response(
 # Refresh ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class PresentedRefresh:
+    """The presented refresh token's row and the family facts the rules need."""
+
+    id: int
+    family_id: int
+    scope: str
+    rotated_at: datetime | None
+
+
+_refresh = RefreshToken.__table__.c
+# Refresh runs for every connected user after every access-token expiry: its
+# statements are built once, so a request pays neither for building them nor for
+# their cache keys, and no ORM object is loaded on the way.
+_PRESENTED_REFRESH = (
+    select(
+        _refresh.id, _refresh.family_id, _refresh.rotated_at, _refresh.revoked_at,
+        _families.revoked_at.label("family_revoked_at"), _families.oauth_client_id,
+        _families.scope, _users.public_id, _users.disabled.label("user_disabled"),
+    )
+    .select_from(RefreshToken.__table__)
+    .join(TokenFamily.__table__, _families.id == _refresh.family_id)
+    .join(User.__table__, _users.id == _families.user_id)
+    .where(_refresh.token_hash == bindparam("digest"))
+)
+_CLAIM_REFRESH = (
+    update(RefreshToken.__table__)
+    .where(
+        _refresh.id == bindparam("row_id"),
+        _refresh.rotated_at.is_(None),
+        _refresh.revoked_at.is_(None),
+    )
+    .values(
+        rotated_at=bindparam("claimed_at", type_=_refresh.rotated_at.type),
+        grace_ends_at=bindparam("grace_until", type_=_refresh.grace_ends_at.type),
+        successor_ciphertext=bindparam("sealed", type_=_refresh.successor_ciphertext.type),
+    )
+)
+_INSERT_REFRESH = insert(RefreshToken.__table__)
+_INSERT_ACCESS = insert(AccessToken.__table__)
+
+
 def refresh(
     presented: str, *, oauth_client: OAuth2Client, requested_scope: str | None = None
 ) -> dict[str, Any]:
@@ -275,21 +317,20 @@ def refresh(
     """
     now = utcnow()
     policy = policy_for(oauth_client)
-    row = db.session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == hash_token(presented))
-    )
-    if row is None or row.family.oauth_client_id != oauth_client.id:
+    found = db.session.execute(_PRESENTED_REFRESH, {"digest": hash_token(presented)}).first()
+    if found is None or found.oauth_client_id != oauth_client.id:
         # Another client's token is not this client's to revoke: just refuse it.
         raise GrantError("The refresh token is invalid.")
-    family = row.family
-    # The request log names the grant's owner (objects already loaded, no extra query).
-    note_request(client_id=oauth_client.client_id, user_id=family.user.public_id)
-    if requested_scope and not set(requested_scope.split()) <= set(family.scope.split()):
+    row = PresentedRefresh(found.id, found.family_id, found.scope, found.rotated_at)
+    # The request log names the grant's owner (read by the same query).
+    note_request(client_id=oauth_client.client_id, user_id=found.public_id)
+    if requested_scope and not set(requested_scope.split()) <= set(row.scope.split()):
         raise ScopeError("The requested scope exceeds the original grant.")
-    if family.revoked_at is not None or row.revoked_at is not None:
+    if found.family_revoked_at is not None or found.revoked_at is not None:
         _reuse_detected(row, oauth_client, policy, why="revoked token presented")
-    if family.user.disabled:
+    if found.user_disabled:
         raise GrantError("The user account is disabled.")
+    family = FamilyRef(row.family_id, row.scope)
 
     if not policy.rotation and row.rotated_at is None:
         body = _issue(family, policy, now, True, reuse_refresh=(row.id, presented))
@@ -308,16 +349,10 @@ def refresh(
             "refresh_token": refresh_raw,
             "expires_at": epoch(expires_at) if expires_at is not None else None,
         })
-    claimed = db.session.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.id == row.id,
-            RefreshToken.rotated_at.is_(None),
-            RefreshToken.revoked_at.is_(None),
-        )
-        .values(rotated_at=now, grace_ends_at=now + policy.grace, successor_ciphertext=sealed)
-        .execution_options(synchronize_session=False)
-    )
+    claimed = db.session.execute(_CLAIM_REFRESH, {
+        "row_id": row.id, "claimed_at": now, "grace_until": now + policy.grace,
+        "sealed": sealed,
+    })
     if claimed.rowcount == 1:  # type: ignore[attr-defined]
         # The UNIQUE parent link is checked when the successor's INSERT runs, not only
         # at commit, so the whole unit of work sits inside the try.
@@ -337,7 +372,7 @@ def refresh(
 
 
 def _replay(
-    row: RefreshToken, presented: str, oauth_client: OAuth2Client, policy: TokenPolicy
+    row: PresentedRefresh, presented: str, oauth_client: OAuth2Client, policy: TokenPolicy
 ) -> dict[str, Any]:
     """Answer a rotated token within its window with the same successor pair."""
     now = utcnow()
@@ -379,8 +414,7 @@ def _replay(
             log.info("refresh replay within grace family=%s", row.family_id)
             _count("replays")
             return token_response(
-                payload["access_token"], expires_at, payload["refresh_token"],
-                row.family.scope, now,
+                payload["access_token"], expires_at, payload["refresh_token"], row.scope, now,
             )
     db.session.rollback()
     _reuse_detected(row, oauth_client, policy, why="rotated token reused")
@@ -388,7 +422,7 @@ def _replay(
 
 
 def _reuse_detected(
-    row: RefreshToken, oauth_client: OAuth2Client, policy: TokenPolicy, *, why: str
+    row: PresentedRefresh, oauth_client: OAuth2Client, policy: TokenPolicy, *, why: str
 ) -> None:
     """Refuse a used refresh token; revoke its family (RFC 9700 §4.14.2); commit."""
     security_log.warning(
@@ -528,10 +562,6 @@ class ActiveAccessToken:
         return body
 
 
-_access = AccessToken.__table__.c
-_families = TokenFamily.__table__.c
-_users = User.__table__.c
-_clients = OAuth2Client.__table__.c
 # Every rule of AccessToken.is_usable, evaluated by the database on one indexed row.
 _ACTIVE_ACCESS_TOKEN = (
     select(
