@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run   - install, migrate the embedded SQLite database, create demo data, serve on :8000
 #   make test  - install with test extras and run the whole suite
+#   make bench - load-test a real server with wrk, results in docs/performance.md
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,9 +9,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
+BENCH_OUTPUT ?= docs/performance.md
 export AUTHSERVER_INSTANCE_PATH ?= $(CURDIR)/instance
 
-.PHONY: run test install lint clean
+.PHONY: run test install lint clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +43,11 @@ lint: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	$(BIN)/python -m ruff check authserver tests
 	$(BIN)/python -m mypy authserver
+
+# Load-test a real `authserver serve` with wrk (apt-get install wrk) and rewrite the
+# generated part of $(BENCH_OUTPUT); e.g. make bench BENCH_ARGS='--db both'.
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/run.py --output $(BENCH_OUTPUT) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance dist build .pytest_cache

@@ -1,361 +1,373 @@
-"""Measure a real `authserver serve --workers 2` on SQLite and on PostgreSQL.
+"""Benchmark a real `authserver serve` with wrk, on SQLite and/or PostgreSQL.
 
-Not part of the test suite. For each database it:
+For each database it:
 
-1. migrates it with `authserver db upgrade`;
-2. arranges a user, a client and a resource server with the CLI, then mints access and
-   refresh tokens and authorization codes through the app's own services;
-3. starts `authserver serve --workers 2` on a free port (rate limits off);
-4. sends a bounded number of requests from a few client threads per endpoint
-   (introspection, user info, code exchange, refresh) and records each latency;
-5. reads the resident memory (RSS) of the gunicorn master and its workers.
+1. prepares a fresh database (a temp SQLite file; PostgreSQL: the database at
+   --pg-url is created if missing and its public schema dropped and recreated)
+   and migrates it with `authserver db upgrade`;
+2. seeds users, one IFTTT client, one resource server, an access token per user
+   and enough single-use refresh tokens and codes for every round (see
+   bench/seeding.py for how and why);
+3. starts the server (`authserver serve`, gunicorn, 2 workers by default) on a
+   free 127.0.0.1 port with the default settings: rate limits on, JSON logs;
+4. runs each workload with wrk (bench/wrk/workloads.lua) for --duration seconds,
+   --rounds times, and reports the medians:
+     W0  GET  /healthz                       framework ceiling, no database
+     W1  POST /oauth/introspect              resource server, HTTP Basic
+     W2  GET  /ifttt/v1/user/info            Bearer access token
+     W3  POST /oauth/token refresh_token     a never-used refresh token each time
+     W4  POST /oauth/token authorization_code  a seeded code each time
+5. optionally (--scale) adds 10k and 1M token families and re-runs W1 and W3;
+6. reads the peak RSS (VmHWM) of the gunicorn master and workers.
 
-It prints one table; compare ratios within one run (the absolute numbers depend on
-the machine and on everything else running on it).
+It prints tables and, with --output, rewrites the generated part of a Markdown
+file (`make bench` writes docs/performance.md).
 
 Usage::
 
-    .venv/bin/python bench/run.py                       # SQLite only
-    .venv/bin/python bench/run.py --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
+    make bench                                   # SQLite, defaults
+    make bench BENCH_ARGS='--db both'            # SQLite and PostgreSQL
+    .venv/bin/python bench/run.py --db postgresql --pg-url postgresql+psycopg://u@host/db
+    .venv/bin/python bench/run.py --workloads W3 --duration 3 --rounds 1
 
-The PostgreSQL database is migrated and gets bench rows (a user and client named
-bench-*); point it at a database you own.
+The PostgreSQL database is wiped at start: point --pg-url at one the bench owns.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import secrets
-import signal
-import socket
-import statistics
-import subprocess
+import shutil
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import requests
-
+# `python bench/run.py` puts bench/ itself on sys.path; the modules are imported
+# as the `bench` package from the repository root instead.
 ROOT = Path(__file__).resolve().parent.parent
-AUTHSERVER = str(Path(sys.executable).with_name("authserver"))
-REDIRECT = "https://ifttt.com/channels/bench/authorize"
-PASSWORD = "bench password " + "x" * 12
-SECRET_KEY = "bench-secret-key-" + "1" * 32
+if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
+    sys.path[0] = str(ROOT)
+elif str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import loadgen  # noqa: E402
+from bench import report  # noqa: E402
+from bench import seeding  # noqa: E402
+from bench import server as servers  # noqa: E402
+from bench.loadgen import WORKLOADS  # noqa: E402
+from bench.loadgen import Credentials  # noqa: E402
+from bench.loadgen import LoadSettings  # noqa: E402
+from bench.loadgen import WorkloadResult  # noqa: E402
+from bench.report import DatabaseRun  # noqa: E402
+from bench.report import ScaleRow  # noqa: E402
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/authserver_bench"
+SCALED = ("W1", "W3")
+SETTLE_SECONDS = 0.5
+NOTABLE_LOG = "server-notable.log"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Read the command line (every option has a default that suits `make bench`)."""
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="sqlite")
+    parser.add_argument("--pg-url", default=os.environ.get("AUTHSERVER_BENCH_PG_URL")
+                        or DEFAULT_PG_URL,
+                        help="PostgreSQL database to use (created if missing, WIPED at "
+                             "start); default from AUTHSERVER_BENCH_PG_URL")
+    parser.add_argument("--server", choices=sorted(servers.SERVER_MODES), default="gunicorn",
+                        help="how to start the server (see bench/server.py)")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds (medians reported)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="seconds of W0 and W2 before measuring (0: none)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="comma-separated subset of " + ",".join(WORKLOADS))
+    parser.add_argument("--users", type=int, default=1000,
+                        help="users (each with one access token for W1/W2)")
+    parser.add_argument("--max-rate", type=int, default=3000,
+                        help="req/s the single-use material (W3 refresh tokens, W4 codes) "
+                             "must last for: max-rate x duration per round")
+    parser.add_argument("--seed", choices=["bulk", "service"], default="bulk",
+                        help="how W3/W4 material is written: bulk rows (fast) or through "
+                             "the service layer (1-2 ms each)")
+    parser.add_argument("--scale", action="store_true",
+                        help="also re-run W1 and W3 with many more tokens in the database")
+    parser.add_argument("--scale-levels", default="10000,1000000",
+                        help="token families added for --scale, cumulative")
+    parser.add_argument("--server-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra AUTHSERVER_<KEY> for the server, e.g. "
+                             "RATE_LIMIT_INTROSPECTION='100000 per minute' (repeatable)")
+    parser.add_argument("--output", type=Path, help="Markdown file to (re)generate")
+    parser.add_argument("--workdir", type=Path,
+                        help="where databases, token files and logs go (kept); "
+                             "default: a temp dir, removed unless something went wrong")
+    parser.add_argument("--keep-workdir", action="store_true", help="never remove the work dir")
+    args = parser.parse_args(argv)
 
-
-def base_env(database_url: str, instance: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
-    env.update({
-        "AUTHSERVER_DATABASE_URL": database_url,
-        "AUTHSERVER_SECRET_KEY": SECRET_KEY,
-        "AUTHSERVER_ISSUER": f"http://127.0.0.1:{port}",
-        "AUTHSERVER_RATE_LIMITS": "off",
-        "AUTHSERVER_LOG_FORMAT": "json",
-        "AUTHSERVER_INSTANCE_PATH": str(instance),
-    })
-    return env
-
-
-def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    result = subprocess.run([AUTHSERVER, *args], env=env, input=stdin, capture_output=True,
-                            text=True, timeout=120, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"authserver {' '.join(args)} failed:\n{result.stderr}")
-    return result.stdout
-
-
-@dataclass
-class Fixtures:
-    """Everything the load needs, minted before the server starts."""
-
-    client_id: str
-    client_secret: str
-    rs_id: str
-    rs_secret: str
-    access_token: str
-    codes: list[str] = field(default_factory=list)
-    refresh_tokens: list[str] = field(default_factory=list)
-
-
-def arrange(env: dict[str, str], n_codes: int, n_chains: int) -> Fixtures:
-    """Create user/client/resource server with the CLI; codes and tokens in process."""
-    cli(env, "db", "upgrade")
-    suffix = secrets.token_hex(4)
-    username = f"bench-{suffix}"
-    cli(env, "users", "create", username, "--name", "Bench User", "--password-stdin",
-        stdin=PASSWORD + "\n")
-    client = json.loads(cli(env, "clients", "create", f"Bench {suffix}", "--redirect-uri",
-                            REDIRECT, "--client-id", f"bench-{suffix}", "--json"))
-    shim = json.loads(cli(env, "resource-servers", "create", f"Shim {suffix}", "--json"))
-    issued = json.loads(cli(env, "tokens", "issue", "--user", username, "--client",
-                            client["client_id"], "--json"))
-    fixtures = Fixtures(client["client_id"], client["client_secret"], shim["id"],
-                        shim["secret"], issued["access_token"])
-
-    # Codes and extra refresh tokens through the app itself (the CLI has no command
-    # for codes, and minting hundreds of families one process at a time is slow).
-    saved = dict(os.environ)
-    os.environ.update(env)
+    names = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown or not names:
+        parser.error(f"--workloads: unknown {', '.join(unknown) or '(none given)'}")
+    args.workloads = [n for n in WORKLOADS if n in names]  # canonical order
+    for name in ("workers", "connections", "threads", "duration", "rounds", "users", "max_rate"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.connections < args.threads:
+        parser.error("--connections must be at least --threads (wrk needs one per thread)")
     try:
-        from authserver import create_app
-        from authserver.security import new_token
-        from authserver.services import clients as client_service
-        from authserver.services import tokens as token_service
-        from authserver.services import users as user_service
+        args.scale_levels = [int(v) for v in args.scale_levels.split(",") if v.strip()]
+    except ValueError:
+        parser.error("--scale-levels must be comma-separated whole numbers")
+    if args.scale_levels != sorted(set(args.scale_levels)) or min(args.scale_levels, default=0) < 1:
+        parser.error("--scale-levels must be increasing positive numbers")
+    settings = {}
+    for item in args.server_setting:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--server-setting {item!r}: expected KEY=VALUE")
+        settings[key.upper().removeprefix("AUTHSERVER_")] = value
+    args.server_settings = settings
+    return args
 
-        app = create_app()
-        logging.getLogger("authserver").setLevel(logging.WARNING)
-        with app.app_context():
-            user = user_service.require_user(username)
-            oauth_client = client_service.require_client(fixtures.client_id)
-            for _ in range(n_codes):
-                raw = new_token()
-                token_service.create_authorization_code(
-                    code=raw, oauth_client=oauth_client, user=user, redirect_uri=REDIRECT,
-                    scope="ifttt", code_challenge=None, code_challenge_method=None,
-                )
-                fixtures.codes.append(raw)
-            for _ in range(n_chains):
-                body = token_service.issue_tokens_for(user, oauth_client, scope=None)
-                fixtures.refresh_tokens.append(body["refresh_token"])
-            from authserver.database import db
 
-            db.engine.dispose()
+def log_step(message: str) -> None:
+    """Progress goes to stderr, so stdout holds only the final tables."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def material_files(accounts: seeding.Accounts, args: argparse.Namespace, folder: Path,
+                   workloads: list[str], tag: str) -> dict[tuple[str, int], Path]:
+    """Seed and write one file of fresh W3/W4 material per workload and round.
+
+    Needs an app context. Each round gets its own file, so a round never sees a
+    token an earlier round may have used.
+    """
+    per_round = args.max_rate * args.duration
+    files = {}
+    for r in range(args.rounds):
+        if "W3" in workloads:
+            tokens = seeding.refresh_tokens(accounts, per_round, via=args.seed)
+            files["W3", r] = loadgen.write_tokens(folder / f"{tag}W3-round{r + 1}.txt", tokens)
+        if "W4" in workloads:
+            codes = seeding.authorization_codes(accounts, per_round, via=args.seed)
+            files["W4", r] = loadgen.write_tokens(folder / f"{tag}W4-round{r + 1}.txt", codes)
+    return files
+
+
+def run_rounds(label: str, base_url: str, workloads: list[str], args: argparse.Namespace,
+               load: LoadSettings, credentials: Credentials, access_file: Path,
+               files: dict[tuple[str, int], Path]) -> dict[str, WorkloadResult]:
+    """Run every workload once per round (rounds interleaved, to spread out noise)."""
+    results = {name: WorkloadResult(label, WORKLOADS[name]) for name in workloads}
+    for r in range(args.rounds):
+        for name in workloads:
+            workload = WORKLOADS[name]
+            tokens = access_file if workload.material == "access" else files.get((name, r))
+            outcome = loadgen.run_wrk(base_url, workload, tokens, load, credentials)
+            results[name].rounds.append(outcome)
+            log_step(f"{label} round {r + 1} {name}: {outcome.rate:.0f} req/s, "
+                     f"p99 {outcome.p99_ms:.1f} ms, non-2xx {outcome.non2xx}"
+                     + (" (EXHAUSTED)" if outcome.exhausted else ""))
+            # wrk stops sending at the deadline, but requests already queued in the
+            # listen backlog are still being served: let them finish, so they neither
+            # slow the next workload nor race with seeding.
+            time.sleep(SETTLE_SECONDS)
+    return results
+
+
+def run_database(label: str, url: str, args: argparse.Namespace, workdir: Path,
+                 load: LoadSettings) -> DatabaseRun:
+    """Prepare, seed, serve and measure one database."""
+    from sqlalchemy.engine import make_url
+
+    folder = workdir / label
+    folder.mkdir(parents=True, exist_ok=True)
+    run = DatabaseRun(label, "")
+    if label == "postgresql":
+        log_step(f"postgresql: resetting {make_url(url).render_as_string(hide_password=True)}")
+        run.server_version = seeding.reset_postgres(url)
+        run.url_shown = make_url(url).render_as_string(hide_password=True)
+    else:
+        # A --workdir may hold an earlier run's database: start from nothing.
+        for leftover in folder.glob("bench.db*"):
+            leftover.unlink()
+        url = "sqlite:///" + str(folder / "bench.db")
+        run.url_shown = "a fresh SQLite file in the temp work dir (WAL)"
+    port = servers.free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = servers.server_env(url, folder / "instance", port, args.server_settings)
+    seeding.cli(env, "db", "upgrade")
+
+    log_step(f"{label}: seeding {args.users} users and "
+             f"{args.max_rate * args.duration} single-use tokens per workload and round")
+    started = time.monotonic()
+    with seeding.app_context(env):
+        accounts = seeding.seed_accounts(args.users)
+        access_file = loadgen.write_tokens(folder / "access.txt", accounts.access_tokens)
+        files = material_files(accounts, args, folder, args.workloads, "")
+    run.seed_seconds = time.monotonic() - started
+    credentials = Credentials(accounts.client_id, accounts.client_secret, accounts.rs_id,
+                              accounts.rs_secret, seeding.REDIRECT_URI)
+
+    spec = servers.SERVER_MODES[args.server](port=port, workers=args.workers, env=env)
+    log_step(f"{label}: seeded in {run.seed_seconds:.1f} s; starting {spec.description}")
+    server = servers.start(spec, base_url, folder / "server.log")
+    try:
+        if args.warmup:
+            # First requests pay for imports, connection pools and query compilation
+            # in each worker; W2 warms the database path without using up anything.
+            loadgen.run_wrk(base_url, WORKLOADS["W0"], None, load, credentials,
+                            duration=args.warmup)
+            loadgen.run_wrk(base_url, WORKLOADS["W2"], access_file, load, credentials,
+                            duration=args.warmup)
+        results = run_rounds(label, base_url, args.workloads, args, load, credentials,
+                             access_file, files)
+        run.results = list(results.values())
+        if args.scale and any(name in args.workloads for name in SCALED):
+            run_scale(run, results, accounts, env, args, load, credentials, access_file,
+                      folder, base_url)
+        if not server.alive():
+            raise SystemExit(f"{label}: the server died during the run; see {server.log_path}")
+        run.memory = server.memory()
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return fixtures
+        server.stop()
+    run.log = servers.summarize_log(folder / "server.log", folder / NOTABLE_LOG)
+    return run
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    base_url: str
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-def start(env: dict[str, str], port: int, log_path: Path) -> Server:
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [AUTHSERVER, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited early; see {log_path}")
-        try:
-            if requests.get(server.base_url + "/readyz", timeout=2).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise SystemExit(f"server did not become ready; see {log_path}")
+def run_scale(run: DatabaseRun, base: dict[str, WorkloadResult], accounts: seeding.Accounts,
+              env: dict[str, str], args: argparse.Namespace, load: LoadSettings,
+              credentials: Credentials, access_file: Path, folder: Path,
+              base_url: str) -> None:
+    """Re-run W1 and W3 after adding each --scale-levels count of token families."""
+    scaled = [name for name in SCALED if name in args.workloads]
+    with seeding.app_context(env):
+        counts = seeding.row_counts()
+    run.scaling.append(ScaleRow(0, counts, {name: base[name] for name in scaled}))
+    added = 0
+    for level in args.scale_levels:
+        log_step(f"{run.label}: adding {level - added} token families (total added {level})")
+        started = time.monotonic()
+        with seeding.app_context(env):
+            seeding.fill(accounts, level - added)
+            files = material_files(accounts, args, folder, scaled, f"scale{level}-")
+            counts = seeding.row_counts()
+        added = level
+        log_step(f"{run.label}: filled in {time.monotonic() - started:.1f} s; "
+                 f"rows {counts}")
+        results = run_rounds(f"{run.label} +{level}", base_url, scaled, args, load,
+                             credentials, access_file, files)
+        run.scaling.append(ScaleRow(level, counts, results))
+    # What the nightly purge costs on tables this size (it finds nothing to delete:
+    # every filler family is live, which is exactly the scan it has to do).
+    started = time.monotonic()
+    out = json.loads(seeding.cli(env, "tokens", "purge", "--json", timeout=1800))
+    run.purge = (f"{run.label}: `authserver tokens purge` on these tables took "
+                 f"{time.monotonic() - started:.1f} s (server idle): "
+                 + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in out.items()))
 
 
-def rss_kib(pid: int) -> int:
+def settings_summary(args: argparse.Namespace, runs: list[DatabaseRun]) -> dict[str, str]:
+    """Return the settings that shape the numbers, for the report."""
+    from authserver.config import DEFAULTS
+
+    def setting(key: str) -> str:
+        return str(args.server_settings.get(key, DEFAULTS[key]))
+
+    limits = setting("RATE_LIMITS")
+    storage = "Redis" if setting("REDIS_URL") else "in-memory, per worker"
+    spec = servers.SERVER_MODES[args.server](port=0, workers=args.workers, env={})
+    shown = {
+        "server": spec.description,
+        "wrk": f"{args.threads} threads, {args.connections} connections, loopback",
+        "duration and rounds": f"{args.duration} s, {args.rounds} rounds (medians reported), "
+                             f"{args.warmup} s warm-up of W0 and W2",
+        "rate limits": f"{limits} ({storage}); introspection "
+                       f"{setting('RATE_LIMIT_INTROSPECTION')} per resource server, "
+                       f"token failures {setting('RATE_LIMIT_TOKEN_FAILURES')} per client",
+        "log format": f"{setting('LOG_FORMAT')}, server stderr to a file",
+        "data": f"{args.users:,} users with one access token each (W1/W2 rotate through "
+                f"them); {args.max_rate * args.duration:,} fresh refresh tokens and codes "
+                f"per round (--max-rate {args.max_rate}), seeded via {args.seed}",
+    }
+    for run in runs:
+        shown[f"database ({run.label})"] = f"{run.url_shown}; seeded in {run.seed_seconds:.0f} s"
+    if args.server_settings:
+        shown["server settings"] = ", ".join(
+            f"AUTHSERVER_{k}={v}" for k, v in args.server_settings.items())
+    return shown
+
+
+def keep_logs_only(workdir: Path) -> None:
+    """Delete all but what explains a problem: databases and token files can be large.
+
+    Each database folder keeps its excerpt of notable server log lines, or the
+    whole server log when the run stopped before the excerpt was made.
+    """
+    for path in workdir.rglob("*"):
+        if not path.is_file() or path.name == NOTABLE_LOG:
+            continue
+        if path.name == "server.log" and not (path.parent / NOTABLE_LOG).exists():
+            continue
+        path.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return the exit code."""
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(raw_argv)
+    wrk_version = loadgen.wrk_version()  # exits with the apt hint when wrk is missing
+    # Read before the run: the load average then says how busy the machine was.
+    machine = report.machine()
+    started = datetime.now(UTC)
+    load = LoadSettings(args.threads, args.connections, args.duration)
+    temporary = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="authserver-bench-")) if temporary else args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_step(f"work dir {workdir}")
+
+    targets = {"sqlite": ["sqlite"], "postgresql": ["postgresql"],
+               "both": ["sqlite", "postgresql"]}[args.db]
+    runs: list[DatabaseRun] = []
+    ok = False
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
+        for label in targets:
+            runs.append(run_database(label, args.pg_url, args, workdir, load))
+        ok = True
+    finally:
+        findings = any(r.non2xx or r.exhausted for run in runs for r in run.results) or any(
+            run.log and run.log.levels for run in runs)
+        if temporary and not args.keep_workdir:
+            if ok and not findings:
+                shutil.rmtree(workdir, ignore_errors=True)
+            else:
+                keep_logs_only(workdir)
+                log_step(f"server logs kept in {workdir}")
+
+    print()
+    print(report.text_report(runs))
+    if args.output:
+        pg_version = next((run.server_version for run in runs if run.server_version), None)
+        document = report.markdown(
+            command=report.command_line(raw_argv), started=started, machine=machine,
+            versions=report.versions(pg_version, wrk_version),
+            settings=settings_summary(args, runs), runs=runs,
+        )
+        report.write_section(args.output, document)
+        log_step(f"wrote {args.output}")
     return 0
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # Field 4 (after the parenthesised command) is the parent pid.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-@dataclass
-class Result:
-    name: str
-    latencies: list[float]
-    errors: int
-    wall: float
-
-    def row(self) -> list[str]:
-        lat = sorted(self.latencies)
-        if not lat:
-            return [self.name, "0", str(self.errors), "-", "-", "-", "-"]
-
-        def pct(p: float) -> str:
-            return f"{lat[min(len(lat) - 1, int(p * len(lat)))] * 1000:.1f}"
-
-        return [self.name, str(len(lat)), str(self.errors),
-                f"{len(lat) / self.wall:.0f}", pct(0.50), pct(0.95), pct(0.99)]
-
-
-def load(name: str, jobs: list[Callable[[requests.Session], requests.Response]],
-         threads: int) -> Result:
-    """Run the jobs (one request each) from `threads` client threads."""
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    queue = list(jobs)
-
-    def worker() -> None:
-        nonlocal errors
-        session = requests.Session()
-        while True:
-            with lock:
-                if not queue:
-                    return
-                job = queue.pop()
-            started = time.perf_counter()
-            try:
-                ok = job(session).status_code == 200
-            except requests.RequestException:
-                ok = False
-            elapsed = time.perf_counter() - started
-            with lock:
-                if ok:
-                    latencies.append(elapsed)
-                else:
-                    errors += 1
-
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    began = time.perf_counter()
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    return Result(name, latencies, errors, time.perf_counter() - began)
-
-
-def measure(label: str, database_url: str, args: argparse.Namespace) -> tuple[list[Result], dict[str, int]]:
-    work = Path(tempfile.mkdtemp(prefix="authserver-bench-"))
-    port = free_port()
-    env = base_env(database_url, work / "instance", port)
-    print(f"[{label}] arranging fixtures ...", file=sys.stderr)
-    fx = arrange(env, args.codes, args.threads)
-    server = start(env, port, work / "server.log")
-    try:
-        base = server.base_url
-        # Warm both workers (imports, connection pools) before measuring.
-        for _ in range(20):
-            requests.get(base + "/healthz", timeout=10)
-        results = []
-
-        def introspect(session: requests.Session) -> requests.Response:
-            return session.post(base + "/oauth/introspect", data={"token": fx.access_token},
-                                auth=(fx.rs_id, fx.rs_secret), timeout=30)
-
-        def user_info(session: requests.Session) -> requests.Response:
-            return session.get(base + "/ifttt/v1/user/info", timeout=30,
-                               headers={"Authorization": f"Bearer {fx.access_token}"})
-
-        def exchange(code: str) -> Callable[[requests.Session], requests.Response]:
-            return lambda session: session.post(base + "/oauth/token", timeout=30, data={
-                "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
-                "client_id": fx.client_id, "client_secret": fx.client_secret})
-
-        results.append(load("introspection", [introspect] * args.requests, args.threads))
-        results.append(load("user info", [user_info] * args.requests, args.threads))
-        results.append(load("code exchange", [exchange(c) for c in fx.codes], args.threads))
-
-        # Refresh: each thread walks its own rotation chain, as IFTTT does per user.
-        chains = {i: token for i, token in enumerate(fx.refresh_tokens)}
-        chain_lock = threading.Lock()
-        per_thread = args.refreshes // args.threads
-        counter = iter(range(10**9))
-
-        def refresh_job(session: requests.Session) -> requests.Response:
-            index = getattr(session, "_bench_chain", None)
-            if index is None:
-                with chain_lock:
-                    index = next(counter) % len(fx.refresh_tokens)
-                session._bench_chain = index  # type: ignore[attr-defined]
-            response = session.post(base + "/oauth/token", timeout=30, data={
-                "grant_type": "refresh_token", "refresh_token": chains[index],
-                "client_id": fx.client_id, "client_secret": fx.client_secret})
-            if response.status_code == 200:
-                chains[index] = response.json()["refresh_token"]
-            return response
-
-        results.append(load("refresh", [refresh_job] * (per_thread * args.threads),
-                            args.threads))
-        pid = server.process.pid
-        workers = children(pid)
-        memory = {"master": rss_kib(pid)}
-        for n, worker_pid in enumerate(sorted(workers), 1):
-            memory[f"worker {n}"] = rss_kib(worker_pid)
-        return results, memory
-    finally:
-        server.stop()
-
-
-def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pg-url", default=os.environ.get("AUTHSERVER_BENCH_PG_URL", ""),
-                        help="PostgreSQL URL of a database you own (omit to skip).")
-    parser.add_argument("--threads", type=int, default=4, help="Client threads.")
-    parser.add_argument("--requests", type=int, default=600,
-                        help="Requests for introspection and for user info.")
-    parser.add_argument("--codes", type=int, default=200, help="Code exchanges.")
-    parser.add_argument("--refreshes", type=int, default=200, help="Refresh requests.")
-    args = parser.parse_args()
-
-    targets = [("sqlite", "sqlite:///" + str(Path(tempfile.mkdtemp()) / "bench.db"))]
-    if args.pg_url:
-        targets.append(("postgresql", args.pg_url))
-    rows, memory_rows = [], []
-    for label, url in targets:
-        results, memory = measure(label, url, args)
-        rows += [[label, *r.row()] for r in results]
-        memory_rows.append([label, *(f"{memory[k] / 1024:.0f}" for k in sorted(memory)),
-                            f"{sum(memory.values()) / 1024:.0f}"])
-        memory_header = ["database", *(f"{k} MiB" for k in sorted(memory)), "total MiB"]
-    print(f"\n{args.threads} client threads, server: authserver serve --workers 2, "
-          f"rate limits off, load {os.getloadavg()[0]:.1f} at the end\n")
-    print(table(rows, ["database", "endpoint", "ok", "errors", "req/s", "p50 ms", "p95 ms",
-                       "p99 ms"]))
-    print()
-    print(table(memory_rows, memory_header))
-
-
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
