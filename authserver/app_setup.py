@@ -81,8 +81,12 @@ def init_database(app: Flask) -> None:
     """Bind SQLAlchemy with pool pre-ping and timeouts, and Flask-Migrate."""
     timeout = int(app.config["DB_TIMEOUT_SECONDS"])
     url = str(app.config["SQLALCHEMY_DATABASE_URI"])
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {}
     if url.startswith("postgresql"):
+        # A pooled connection may have died with a server restart or failover: test
+        # it at checkout (one short round trip) rather than fail the request. SQLite
+        # is a file, with no server to lose, so it skips the extra query.
+        options["pool_pre_ping"] = True
         options["connect_args"] = {
             "connect_timeout": timeout,
             # A stuck query must not hold a worker forever: answer 503 instead.

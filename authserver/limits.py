@@ -22,6 +22,7 @@ from flask import request
 from flask_wtf import FlaskForm
 from limits import RateLimitItem
 from limits import parse
+from limits.storage import MemoryStorage
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
@@ -36,6 +37,27 @@ LIMIT_KEYS = (
 )
 
 
+class InlineSweepMemoryStorage(MemoryStorage):
+    """limits' in-memory storage, minus its timer thread.
+
+    MemoryStorage starts a new threading.Timer 10 ms after each change to drop
+    expired keys; under a steady introspection load that is about a hundred thread
+    starts a second in every worker, which cost 9% of introspection throughput
+    (measured with make bench). Expired fixed-window counters are already dropped
+    when read (MemoryStorage.get); the rest are swept here, inline, at most once a
+    second, so memory stays bounded without the thread.
+    """
+
+    SWEEP_INTERVAL = 1.0
+    _next_sweep = 0.0
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - overrides a private hook
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.SWEEP_INTERVAL
+            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+
+
 def init_limits(app: Flask) -> None:
     """Create this app's limiter (memory, or Redis when configured)."""
     items: dict[str, RateLimitItem] = {}
@@ -47,7 +69,7 @@ def init_limits(app: Flask) -> None:
         # Shared by every worker and instance; the prefix keeps deployments apart.
         storage = storage_from_string(redis_url, key_prefix=str(app.config["REDIS_KEY_PREFIX"]))
     else:
-        storage = storage_from_string("memory://")
+        storage = InlineSweepMemoryStorage()
     app.extensions[EXTENSION_KEY] = (FixedWindowRateLimiter(storage), items)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import sys
 import time
-import uuid
 from typing import Any
 
 from flask import Flask
@@ -82,7 +82,7 @@ def _assign_request_id() -> str:
         incoming = request.headers.get("X-Request-ID", "")
         # Anything else (too long, control characters, spaces) is replaced, so a caller
         # cannot forge log lines or bloat headers through it.
-        rid = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        rid = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(16)
         g.request_id = rid
     return rid
 

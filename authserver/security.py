@@ -21,7 +21,13 @@ TOKEN_BYTES = 32
 _password_hasher = PasswordHasher()
 # Verifying against this hash when a username is unknown makes "no such user" take
 # as long as "wrong password", so timing does not reveal which usernames exist.
-_DUMMY_HASH = _password_hasher.hash(secrets.token_urlsafe(16))
+# It is the hash of a random password nobody kept, made with the hasher's own
+# parameters (tests/unit/test_security.py checks they still match). Computing it at
+# import instead would make every worker allocate argon2's 64 MiB at start.
+_DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$vKnx6wpiVg0ueuBSEChqvg$"
+    "CJ7vs+S/KNAxAncIwO7HLcry0xNc86LfjCBLy+fnWL4"
+)
 
 
 def new_token() -> str:

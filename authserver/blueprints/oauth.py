@@ -135,12 +135,13 @@ def revoke() -> Response:
 @csrf.exempt
 def introspect() -> Response:
     """RFC 7662 token introspection for resource servers (the shims' hot path)."""
+    # The log names the caller (the resource server), refused or not; introspect()
+    # notes the token's owner.
+    caller = getattr(request.authorization, "username", None) or request.form.get("client_id")
+    note_request(client_id=caller[:64] if caller else None)
     wait = introspection_exceeded()
     if wait:
         return too_many(wait)
-    # The log names the caller (the resource server); introspect() notes the owner.
-    caller = getattr(request.authorization, "username", None) or request.form.get("client_id")
-    note_request(client_id=caller[:64] if caller else None)
     try:
         body = introspection.introspect()
     except OAuth2Error as error:

@@ -103,9 +103,17 @@ def reject_duplicate_parameters() -> None:
 
     :raises DuplicateParameter: naming the parameter when its name is printable.
     """
-    for key, values in flask_request.values.lists():
-        if len(values) > 1:
-            raise _DuplicateParameter(key)
+    form, args = flask_request.form, flask_request.args
+    # Checked per source, then across them: cheaper than merging both into
+    # request.values on every introspection and token call.
+    for source in (form, args):
+        for key, values in source.lists():
+            if len(values) > 1:
+                raise _DuplicateParameter(key)
+    if form and args:
+        for key in args:
+            if key in form:
+                raise _DuplicateParameter(key)
 
 
 class _DuplicateParameter(InvalidRequestError):

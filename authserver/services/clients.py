@@ -451,7 +451,7 @@ def match_secret(owner_id: str, secret: str) -> SecretMatch | None:
 def _match(owner_id: str, secret: str) -> tuple[SecretMatch, Row[Any]] | None:
     if not owner_id or not secret or len(owner_id) > 64 or len(secret) > 512:
         return None
-    row = db.session.execute(_MATCH_SECRET, {"digest": hash_token(secret)}).first()
+    row = db.session.connection().execute(_MATCH_SECRET, {"digest": hash_token(secret)}).first()
     if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
         return None
     if row.rs_pk is not None:

@@ -317,7 +317,9 @@ def refresh(
     """
     now = utcnow()
     policy = policy_for(oauth_client)
-    found = db.session.execute(_PRESENTED_REFRESH, {"digest": hash_token(presented)}).first()
+    found = db.session.connection().execute(
+        _PRESENTED_REFRESH, {"digest": hash_token(presented)}
+    ).first()
     if found is None or found.oauth_client_id != oauth_client.id:
         # Another client's token is not this client's to revoke: just refuse it.
         raise GrantError("The refresh token is invalid.")
@@ -591,7 +593,8 @@ def find_active_access_token(raw: str) -> ActiveAccessToken | None:
     """
     if not raw or len(raw) > 512:
         return None
-    row = db.session.execute(
+    # Core statement on the session's connection: skips the ORM's execute layer.
+    row = db.session.connection().execute(
         _ACTIVE_ACCESS_TOKEN,
         {"digest": hash_token(raw), "now": utcnow()},
     ).first()

@@ -94,3 +94,28 @@ def test_sealed_successor_opens_only_with_the_presented_token():
 def test_sealing_twice_gives_different_ciphertexts():
     payload = {"access_token": "at"}
     assert seal_successor("t", payload) != seal_successor("t", payload)
+
+
+def test_dummy_hash_uses_the_hashers_current_parameters():
+    # An unknown username is verified against the dummy hash: with other argon2
+    # parameters it would take a different time and reveal that the user is unknown.
+    assert security._DUMMY_HASH.startswith("$argon2id$")
+    assert not security._password_hasher.check_needs_rehash(security._DUMMY_HASH)
+
+
+def test_importing_security_computes_no_argon2_hash(tmp_path):
+    # Each argon2 hash takes 64 MiB; at import time every worker would pay it.
+    import subprocess
+    import sys
+
+    probe = (
+        "import argon2\n"
+        "calls = []\n"
+        "original = argon2.PasswordHasher.hash\n"
+        "argon2.PasswordHasher.hash = lambda self, *a, **k: calls.append(1) or original(self, *a, **k)\n"
+        "import authserver.security\n"
+        "print(len(calls))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "0"
