@@ -25,6 +25,7 @@ from .config import load_config
 from .config import validate_config
 from .database import AUTOCOMMIT_READS_KEY
 from .database import db
+from .database import ping_after_idle
 from .extensions import csrf
 from .extensions import login_manager
 from .logs import configure_logging
@@ -83,10 +84,8 @@ def init_database(app: Flask) -> None:
     url = str(app.config["SQLALCHEMY_DATABASE_URI"])
     options: dict[str, Any] = {}
     if url.startswith("postgresql"):
-        # A pooled connection may have died with a server restart or failover: test
-        # it at checkout (one short round trip) rather than fail the request. SQLite
-        # is a file, with no server to lose, so it skips the extra query.
-        options["pool_pre_ping"] = True
+        if not app.config["DB_PING_AFTER_IDLE_SECONDS"]:
+            options["pool_pre_ping"] = True
         options["connect_args"] = {
             "connect_timeout": timeout,
             # A stuck query must not hold a worker forever: answer 503 instead.
@@ -98,6 +97,10 @@ def init_database(app: Flask) -> None:
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.extensions[AUTOCOMMIT_READS_KEY] = url.startswith("postgresql")
     db.init_app(app)
+    idle = int(app.config["DB_PING_AFTER_IDLE_SECONDS"])
+    if url.startswith("postgresql") and idle:
+        with app.app_context():
+            ping_after_idle(db.engine, idle)
     import authserver.models  # noqa: F401 - registers every table
 
 

@@ -216,6 +216,7 @@ def run_database(label: str, url: str, args: argparse.Namespace, workdir: Path,
         accounts = seeding.seed_accounts(args.users)
         access_file = loadgen.write_tokens(folder / "access.txt", accounts.access_tokens)
         files = material_files(accounts, args, folder, args.workloads, "")
+    seeding.settle(url)
     run.seed_seconds = time.monotonic() - started
     credentials = Credentials(accounts.client_id, accounts.client_secret, accounts.rs_id,
                               accounts.rs_secret, seeding.REDIRECT_URI)
@@ -263,6 +264,7 @@ def run_scale(run: DatabaseRun, base: dict[str, WorkloadResult], accounts: seedi
             seeding.fill(accounts, level - added)
             files = material_files(accounts, args, folder, scaled, f"scale{level}-")
             counts = seeding.row_counts()
+        seeding.settle(str(env["AUTHSERVER_DATABASE_URL"]))
         added = level
         log_step(f"{run.label}: filled in {time.monotonic() - started:.1f} s; "
                  f"rows {counts}")
