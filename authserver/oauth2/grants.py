@@ -11,12 +11,11 @@ from authlib.oauth2.rfc6749 import UnauthorizedClientError
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 
-from ..models import AuthorizationCode
 from ..models import OAuth2Client
-from ..models import User
 from ..security import new_token
 from ..services import tokens as token_service
 from ..services.tokens import GrantError
+from ..services.tokens import RedeemableCode
 from ..services.tokens import ScopeError
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
@@ -88,23 +87,24 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def query_authorization_code(
         self, code: str, client: OAuth2Client
-    ) -> AuthorizationCode | None:
+    ) -> RedeemableCode | None:
         """Find a redeemable code; a replayed one revokes its tokens and fails."""
         if not isinstance(code, str) or len(code) > 512:
             return None
         return token_service.find_authorization_code(code, client)
 
-    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+    def delete_authorization_code(self, authorization_code: RedeemableCode) -> None:
         """Nothing to do: redemption already marked the code used."""
 
-    def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
-        """Return the code's user unless the account was disabled meanwhile."""
-        user = authorization_code.user
-        return None if user.disabled else user
+    def authenticate_user(self, authorization_code: RedeemableCode) -> str | None:
+        """Return the code's user (public id) unless the account was disabled meanwhile."""
+        if authorization_code.user_disabled:
+            return None
+        return authorization_code.user_public_id
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """Consume the code and issue tokens in one unit of work."""
-        code: AuthorizationCode = self.request.authorization_code
+        code: RedeemableCode = self.request.authorization_code
         if self.authenticate_user(code) is None:
             raise InvalidGrantError("The user of this code is disabled.")
         client: OAuth2Client = self.request.client

@@ -119,23 +119,64 @@ def create_authorization_code(
     db.session.commit()
 
 
-def find_authorization_code(code: str, oauth_client: OAuth2Client) -> AuthorizationCode | None:
+@dataclass(frozen=True, slots=True)
+class RedeemableCode:
+    """An unused, unexpired authorization code and what it is bound to (no ORM).
+
+    Carries what Authlib's grant and PKCE checks read (redirect URI, scope,
+    code_challenge) and what redemption needs about the user.
+    """
+
+    id: int
+    user_id: int
+    redirect_uri: str
+    scope: str
+    code_challenge: str | None
+    code_challenge_method: str | None
+    user_public_id: str
+    user_disabled: bool
+
+    def get_redirect_uri(self) -> str:
+        """Return the redirect URI the code is bound to."""
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        """Return the scope the code grants."""
+        return self.scope
+
+
+_codes = AuthorizationCode.__table__.c
+_PRESENTED_CODE = (
+    select(
+        _codes.id, _codes.oauth_client_id, _codes.user_id, _codes.redirect_uri, _codes.scope,
+        _codes.code_challenge, _codes.code_challenge_method, _codes.expires_at,
+        _codes.used_at, _users.public_id, _users.disabled,
+    )
+    .select_from(AuthorizationCode.__table__)
+    .join(User.__table__, _users.id == _codes.user_id)
+    .where(_codes.code_hash == bindparam("digest"))
+)
+
+
+def find_authorization_code(code: str, oauth_client: Any) -> RedeemableCode | None:
     """Return a redeemable code of this client, or None.
 
     A code that was already used is a replay: RFC 6749 §4.1.2 says the tokens issued
     from it SHOULD be revoked, which happens here (and is committed) before None.
     """
-    row = db.session.scalar(
-        select(AuthorizationCode).where(AuthorizationCode.code_hash == hash_token(code))
-    )
+    row = db.session.connection().execute(
+        _PRESENTED_CODE, {"digest": hash_token(code)}
+    ).first()
     if row is None or row.oauth_client_id != oauth_client.id:
         return None
     if row.used_at is not None:
         _handle_code_replay(row.id, oauth_client)
         return None
-    if row.is_expired(utcnow()):
+    if utcnow() >= row.expires_at:
         return None
-    return row
+    return RedeemableCode(row.id, row.user_id, row.redirect_uri, row.scope,
+                          row.code_challenge, row.code_challenge_method, row.public_id,
+                          row.disabled)
 
 
 def _handle_code_replay(code_id: int, oauth_client: OAuth2Client) -> None:
@@ -152,7 +193,7 @@ def _handle_code_replay(code_id: int, oauth_client: OAuth2Client) -> None:
 
 
 def redeem_authorization_code(
-    code: AuthorizationCode, *, oauth_client: OAuth2Client, include_refresh_token: bool
+    code: RedeemableCode, *, oauth_client: OAuth2Client, include_refresh_token: bool
 ) -> dict[str, Any]:
     """Consume a code and issue the first tokens of a new family; commit.
 
@@ -178,7 +219,7 @@ def redeem_authorization_code(
         raise GrantError("The authorization code was already used or has expired.")
     family = FamilyRef(family_id, code.scope)
     body = _issue(family, policy_for(oauth_client), now, include_refresh_token)
-    note_request(client_id=oauth_client.client_id, user_id=code.user.public_id)
+    note_request(client_id=oauth_client.client_id, user_id=code.user_public_id)
     db.session.commit()
     _count("issued")
     return body
