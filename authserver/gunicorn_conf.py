@@ -12,7 +12,10 @@ worker_class = "sync"
 # gunicorn ≥ 23 opens a control socket at one fixed path per user; several instances
 # on one host would fight over it, and supervisors use signals anyway.
 control_socket_disable = True
-# Keep-alive helps shims that reuse connections for introspection.
+# Sync workers answer each connection once and close it (gunicorn ignores keep-alive
+# for them); measured, threaded workers with keep-alive were not faster on the token
+# and introspection paths and had worse tail latency (docs/performance.md). The
+# setting applies to anyone who runs gunicorn with --worker-class gthread.
 keepalive = 5
 
 
