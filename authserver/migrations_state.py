@@ -42,12 +42,14 @@ def head_revision(directory: str) -> str | None:
     for path in sorted(Path(directory, "versions").glob("*.py")):
         names: dict[str, object] = {}
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            target = node.targets[0] if isinstance(node, ast.Assign) else (
-                node.target if isinstance(node, ast.AnnAssign) else None
-            )
-            if isinstance(target, ast.Name) and node.value is not None:
-                if target.id in ("revision", "down_revision"):
-                    names[target.id] = ast.literal_eval(node.value)
+            if isinstance(node, ast.Assign):
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            else:
+                continue
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                names[target.id] = ast.literal_eval(value)
         if isinstance(names.get("revision"), str):
             revisions[str(names["revision"])] = names.get("down_revision")
     parents: set[object] = set()

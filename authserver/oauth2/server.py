@@ -22,8 +22,8 @@ from flask import request as flask_request
 
 from ..models import OAuth2Client
 from ..services import clients as client_service
-from ..services.clients import AuthenticatedClient
 from ..services.audit import record_event_now
+from ..services.clients import AuthenticatedClient
 from .endpoints import RevocationEndpoint
 from .grants import AuthorizationCodeGrant
 from .grants import RefreshTokenGrant

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import select
-from sqlalchemy import Row
 from sqlalchemy import update
 from sqlalchemy.orm import joinedload
 
@@ -25,10 +24,10 @@ from ..errors import ConflictError
 from ..errors import NotFoundError
 from ..errors import ValidationError
 from ..models import CredentialSecret
-from ..models.oauth2 import ClientRules
 from ..models import OAuth2Client
 from ..models import ResourceServer
 from ..models import TokenFamily
+from ..models.oauth2 import ClientRules
 from ..security import hash_token
 from ..security import new_token
 from .audit import record_event
@@ -448,7 +447,7 @@ def match_secret(owner_id: str, secret: str) -> SecretMatch | None:
     return found[0] if found is not None else None
 
 
-def _match(owner_id: str, secret: str) -> tuple[SecretMatch, Row[Any]] | None:
+def _match(owner_id: str, secret: str) -> tuple[SecretMatch, Any] | None:
     if not owner_id or not secret or len(owner_id) > 64 or len(secret) > 512:
         return None
     row = db.session.connection().execute(_MATCH_SECRET, {"digest": hash_token(secret)}).first()

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
+from sqlalchemy import Table
 from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import delete
@@ -48,6 +49,13 @@ from .audit import record_event
 
 log = logging.getLogger(__name__)
 security_log = logging.getLogger("authserver.security")
+
+
+def _table(model: Any) -> Table:
+    """Return a model's Table (typed as such), for plain Core statements."""
+    table: Table = model.__table__
+    return table
+
 
 # Column collections for the hot paths' Core statements.
 _access = AccessToken.__table__.c
@@ -233,7 +241,7 @@ class FamilyRef:
     scope: str
 
 
-_INSERT_FAMILY = insert(TokenFamily.__table__)
+_INSERT_FAMILY = insert(_table(TokenFamily))
 
 
 def _insert_family(user_id: int, oauth_client_id: int, scope: str, now: datetime) -> int:
@@ -330,7 +338,7 @@ _PRESENTED_REFRESH = (
     .where(_refresh.token_hash == bindparam("digest"))
 )
 _CLAIM_REFRESH = (
-    update(RefreshToken.__table__)
+    update(_table(RefreshToken))
     .where(
         _refresh.id == bindparam("row_id"),
         _refresh.rotated_at.is_(None),
@@ -342,8 +350,8 @@ _CLAIM_REFRESH = (
         successor_ciphertext=bindparam("sealed", type_=_refresh.successor_ciphertext.type),
     )
 )
-_INSERT_REFRESH = insert(RefreshToken.__table__)
-_INSERT_ACCESS = insert(AccessToken.__table__)
+_INSERT_REFRESH = insert(_table(RefreshToken))
+_INSERT_ACCESS = insert(_table(AccessToken))
 
 
 def refresh(
@@ -661,7 +669,9 @@ def refresh_token_is_active(row: RefreshToken) -> bool:
 # CLI issuance, listing and purge ---------------------------------------------------
 
 
-def issue_tokens_for(user: User, oauth_client: OAuth2Client, *, scope: str | None) -> dict[str, Any]:
+def issue_tokens_for(
+    user: User, oauth_client: OAuth2Client, *, scope: str | None
+) -> dict[str, Any]:
     """Mint a new family for a test account (IFTTT's test/setup); commit before return."""
     allowed = set(oauth_client.scopes)
     scope = scope or " ".join(oauth_client.scopes)
@@ -711,7 +721,9 @@ class PurgeResult:
 PURGE_BATCH = 500
 
 
-def purge(*, batch_size: int = PURGE_BATCH, retention: timedelta = timedelta(days=1)) -> PurgeResult:
+def purge(
+    *, batch_size: int = PURGE_BATCH, retention: timedelta = timedelta(days=1)
+) -> PurgeResult:
     """Erase expired successor ciphertexts, dead codes and dead families, in batches.
 
     Each batch commits on its own, so the purge never holds long locks.
