@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import JSON
 from sqlalchemy import Boolean
@@ -340,33 +339,3 @@ class AccessToken(Model):
     def is_expired(self, now: datetime) -> bool:
         """Tell whether the token's lifetime has ended (never, without expiry)."""
         return self.expires_at is not None and now >= self.expires_at
-
-    def is_usable(self, now: datetime) -> bool:
-        """Tell whether the token authorizes requests right now."""
-        family = self.family
-        return (
-            self.revoked_at is None
-            and not self.is_expired(now)
-            and family.revoked_at is None
-            and not family.oauth_client.disabled
-            and not family.user.disabled
-        )
-
-    def to_introspection(self, issuer: str) -> dict[str, Any]:
-        """Return the RFC 7662 body for this (active) token."""
-        from ..clock import epoch
-
-        family = self.family
-        body: dict[str, Any] = {
-            "active": True,
-            "sub": family.user.public_id,
-            "username": family.user.username,
-            "client_id": family.oauth_client.client_id,
-            "scope": self.scope,
-            "token_type": "Bearer",
-            "iat": epoch(self.issued_at),
-            "iss": issuer,
-        }
-        if self.expires_at is not None:
-            body["exp"] = epoch(self.expires_at)
-        return body

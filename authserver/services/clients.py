@@ -170,20 +170,12 @@ def register_client(
     return oauth_client, secret
 
 
-def get_client(client_id: str, *, with_secrets: bool = False) -> OAuth2Client | None:
-    """Return the client with this id, if any (disabled ones included).
-
-    ``with_secrets`` loads its secrets in the same query (for authentication).
-    """
+def get_client(client_id: str) -> OAuth2Client | None:
+    """Return the client with this id, if any (disabled ones included)."""
     # No id holds NUL (PostgreSQL refuses it in a query, so ask nothing).
     if not client_id or len(client_id) > 64 or "\x00" in client_id:
         return None
-    stmt = select(OAuth2Client).where(OAuth2Client.client_id == client_id)
-    if with_secrets:
-        return db.session.scalars(
-            stmt.options(joinedload(OAuth2Client.secrets))
-        ).unique().first()
-    return db.session.scalar(stmt)
+    return db.session.scalar(select(OAuth2Client).where(OAuth2Client.client_id == client_id))
 
 
 def require_client(client_id: str) -> OAuth2Client:

@@ -613,7 +613,8 @@ class ActiveAccessToken:
         return body
 
 
-# Every rule of AccessToken.is_usable, evaluated by the database on one indexed row.
+# Every rule of a usable access token (not revoked or expired, family live, user and
+# client enabled), evaluated by the database on one indexed row.
 _ACTIVE_ACCESS_TOKEN = (
     select(
         _access.id, _access.family_id, _access.scope, _access.issued_at, _access.expires_at,
