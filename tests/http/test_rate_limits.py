@@ -310,3 +310,18 @@ def test_redis_counters_are_shared_by_every_worker(app, database_url, tmp_path):
     finally:
         server.stop(signal.SIGTERM)
         _delete_keys(prefix)
+
+
+@pytest.mark.app_config(RATE_LIMIT_INTROSPECTION="1 per minute")
+def test_refused_introspection_is_logged_with_its_resource_server(http, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="authserver.request")
+    server, server_secret = client_service.register_resource_server("shim " + _username())
+    auth = basic_auth(server.server_id, server_secret)
+    assert http.post("/oauth/introspect", data={"token": "x"}, headers=auth).status_code == 200
+    assert http.post("/oauth/introspect", data={"token": "x"}, headers=auth).status_code == 429
+    lines = [r for r in caplog.records if r.name == "authserver.request"]
+    assert [(r.status, r.client_id) for r in lines[-2:]] == [
+        (200, server.server_id), (429, server.server_id)
+    ]
