@@ -41,7 +41,8 @@ test: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
-	$(BIN)/python -m ruff check authserver tests
+	$(BIN)/python -m ruff check authserver tests bench examples migrations
+	$(BIN)/python -m ruff format --check authserver tests bench examples migrations
 	$(BIN)/python -m mypy authserver
 
 # Load-test a real `authserver serve` with wrk (apt-get install wrk) and rewrite the

@@ -195,9 +195,19 @@ def _wants_json() -> bool:
     # Machines call every /oauth/ endpoint except authorize, which a browser opens.
     if request.path.startswith("/oauth/"):
         return request.path != "/oauth/authorize"
-    return request.path.startswith(("/oauth/token", "/oauth/revoke", "/oauth/introspect",
-                                    "/ifttt/", "/.well-known/", "/metrics", "/readyz",
-                                    "/healthz", "/openapi.json"))
+    return request.path.startswith(
+        (
+            "/oauth/token",
+            "/oauth/revoke",
+            "/oauth/introspect",
+            "/ifttt/",
+            "/.well-known/",
+            "/metrics",
+            "/readyz",
+            "/healthz",
+            "/openapi.json",
+        )
+    )
 
 
 def _json_error(status: int, error: str, description: str) -> Response:
@@ -227,8 +237,9 @@ def init_error_handlers(app: Flask) -> None:
             if status == 405 and error.get_response().headers.get("Allow"):
                 response.headers["Allow"] = error.get_response().headers["Allow"]
             return response
-        return render_template("errors/error.html", status=status, title=error.name,
-                               message=description), status
+        return render_template(
+            "errors/error.html", status=status, title=error.name, message=description
+        ), status
 
     @app.errorhandler(DBAPIError)
     def _database_down(error: DBAPIError) -> Response | tuple[str, int]:
@@ -236,8 +247,7 @@ def init_error_handlers(app: Flask) -> None:
         # whereas a 401 would count toward disabling the user's Applets. Integrity
         # and data errors are bugs, not outages: they take the generic 500 path.
         if not (
-            isinstance(error, OperationalError | InterfaceError)
-            or error.connection_invalidated
+            isinstance(error, OperationalError | InterfaceError) or error.connection_invalidated
         ):
             return _unexpected(error)
         db.session.rollback()
@@ -250,8 +260,9 @@ def init_error_handlers(app: Flask) -> None:
             response = _json_error(503, "temporarily_unavailable", message)
             response.headers["Retry-After"] = "5"
             return response
-        return render_template("errors/error.html", status=503, title="Unavailable",
-                               message=message), 503
+        return render_template(
+            "errors/error.html", status=503, title="Unavailable", message=message
+        ), 503
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response | tuple[str, int]:
@@ -261,5 +272,6 @@ def init_error_handlers(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():
             return _json_error(500, "server_error", "Internal error.")
-        return render_template("errors/error.html", status=500, title="Error",
-                               message="Something went wrong."), 500
+        return render_template(
+            "errors/error.html", status=500, title="Error", message="Something went wrong."
+        ), 500

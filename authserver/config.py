@@ -76,9 +76,7 @@ MAX_LIFETIME_SECONDS = 10 * 365 * 86400
 _DB_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg"}
 
 
-def load_config(
-    instance_path: str, overrides: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Merge defaults, AUTHSERVER_* environment variables and explicit overrides.
 
     :raises ConfigError: when an environment value cannot be parsed.
@@ -91,9 +89,7 @@ def load_config(
     if overrides:
         settings.update(overrides)
     if not settings["DATABASE_URL"]:
-        settings["DATABASE_URL"] = "sqlite:///" + str(
-            Path(instance_path) / "authserver.db"
-        )
+        settings["DATABASE_URL"] = "sqlite:///" + str(Path(instance_path) / "authserver.db")
     if not settings["SECRET_KEY"]:
         settings["SECRET_KEY"] = _instance_secret_key(Path(instance_path))
     return settings
@@ -156,9 +152,7 @@ def _instance_secret_key(instance: Path) -> str:
 def _read_key(path: Path) -> str:
     key = path.read_text().strip()
     if len(key) < MIN_SECRET_KEY_LENGTH:
-        raise ConfigError(
-            f"{path} holds no usable secret key; delete it to generate a new one"
-        )
+        raise ConfigError(f"{path} holds no usable secret key; delete it to generate a new one")
     return key
 
 
@@ -184,10 +178,7 @@ def validate_config(settings: Mapping[str, Any]) -> None:
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ConfigError(f"AUTHSERVER_ISSUER must be an absolute URL, not {issuer!r}")
     if parts.scheme != "https" and not is_loopback_host(parts.hostname):
-        raise ConfigError(
-            "AUTHSERVER_ISSUER must use https outside local hosts "
-            f"(got {issuer!r})"
-        )
+        raise ConfigError(f"AUTHSERVER_ISSUER must use https outside local hosts (got {issuer!r})")
     if parts.query or parts.fragment:
         raise ConfigError("AUTHSERVER_ISSUER must not have a query or fragment")
 
@@ -216,9 +207,7 @@ def validate_config(settings: Mapping[str, Any]) -> None:
             raise ConfigError(f"{ENV_PREFIX}{key} must not be negative (got {value})")
     if settings["DB_TIMEOUT_SECONDS"] > 3600:
         # PostgreSQL's statement_timeout (milliseconds) is a 32-bit integer.
-        raise ConfigError(
-            f"{ENV_PREFIX}DB_TIMEOUT_SECONDS must be at most 3600 seconds"
-        )
+        raise ConfigError(f"{ENV_PREFIX}DB_TIMEOUT_SECONDS must be at most 3600 seconds")
     for key in ("AUTH_CODE_TTL", "ACCESS_TOKEN_TTL", "REFRESH_GRACE_SECONDS"):
         if settings[key] > MAX_LIFETIME_SECONDS:
             raise ConfigError(

@@ -61,7 +61,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         """Attach UTC to the stored naive value."""
         if value is None:
             return None
-        assert isinstance(value, datetime)
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
         return value.replace(tzinfo=UTC)
 
 

@@ -12,11 +12,13 @@ class LoginForm(FlaskForm):
     """Username and password."""
 
     username = StringField(
-        "Username", validators=[DataRequired(), Length(max=150)],
+        "Username",
+        validators=[DataRequired(), Length(max=150)],
         render_kw={"autocomplete": "username", "autocapitalize": "none", "autofocus": True},
     )
     password = PasswordField(
-        "Password", validators=[DataRequired(), Length(max=1024)],
+        "Password",
+        validators=[DataRequired(), Length(max=1024)],
         render_kw={"autocomplete": "current-password"},
     )
     next = HiddenField()

@@ -85,9 +85,9 @@ def _parse_limit(key: str, value: object) -> RateLimitItem:
 
 
 def _limiter() -> tuple[FixedWindowRateLimiter, dict[str, RateLimitItem]]:
-    value: tuple[FixedWindowRateLimiter, dict[str, RateLimitItem]] = (
-        current_app.extensions[EXTENSION_KEY]
-    )
+    value: tuple[FixedWindowRateLimiter, dict[str, RateLimitItem]] = current_app.extensions[
+        EXTENSION_KEY
+    ]
     return value
 
 

@@ -19,11 +19,13 @@ from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 
 REQUESTS = Counter(
-    "authserver_http_requests_total", "HTTP requests by endpoint, method and status",
+    "authserver_http_requests_total",
+    "HTTP requests by endpoint, method and status",
     ["endpoint", "method", "status"],
 )
 LATENCY = Histogram(
-    "authserver_http_request_duration_seconds", "Request latency by endpoint and status",
+    "authserver_http_request_duration_seconds",
+    "Request latency by endpoint and status",
     ["endpoint", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
@@ -68,9 +70,7 @@ def init_metrics(app: Flask) -> None:
         token = str(app.config["METRICS_TOKEN"])
         presented = request.headers.get("Authorization", "")
         # Hidden (404) rather than 401, so scanners learn nothing.
-        if not token or not hmac.compare_digest(
-            presented.encode(), f"Bearer {token}".encode()
-        ):
+        if not token or not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
             abort(404)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()

@@ -84,9 +84,7 @@ def database_state() -> DatabaseState:
             log.warning("readiness: database unreachable: %s", type(error).__name__)
             return DatabaseState(False, None, "database unreachable")
         try:
-            current = db.session.execute(
-                text("SELECT version_num FROM alembic_version")
-            ).scalar()
+            current = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except SQLAlchemyError:
             return DatabaseState(False, None, f"database not migrated, expected {head}")
     finally:

@@ -92,11 +92,9 @@ def open_successor(presented_token: str, sealed: bytes) -> dict[str, Any] | None
     from cryptography.exceptions import InvalidTag
 
     try:
-        plaintext = AESGCM(_successor_key(presented_token)).decrypt(
-            sealed[:12], sealed[12:], None
-        )
+        plaintext = AESGCM(_successor_key(presented_token)).decrypt(sealed[:12], sealed[12:], None)
     except (InvalidTag, ValueError):
         return None
     result = json.loads(plaintext)
-    assert isinstance(result, dict)
-    return result
+    # Sealed by seal_successor from a dict; anything else is not ours.
+    return result if isinstance(result, dict) else None

@@ -217,8 +217,9 @@ class IntrospectionVerifier(IntrospectTokenValidator):  # type: ignore[misc]
         if response.status_code in (401, 403):
             # Our own credentials were refused: a configuration problem of the shim,
             # not the user's token, so IFTTT must not see a 401.
-            log.error("introspection refused the resource server credentials (%s)",
-                      response.status_code)
+            log.error(
+                "introspection refused the resource server credentials (%s)", response.status_code
+            )
             raise AuthServerUnavailableError()
         if response.status_code != 200:
             log.warning("introspection answered %s", response.status_code)
@@ -251,8 +252,7 @@ class ShimProtector(ResourceProtector):  # type: ignore[misc]
     for any scope); inside the view ``current_token`` holds the introspection claims.
     """
 
-    def __init__(self, verifier: IntrospectionVerifier,
-                 realm: str = "ifttt-shim") -> None:
+    def __init__(self, verifier: IntrospectionVerifier, realm: str = "ifttt-shim") -> None:
         super().__init__()
         verifier.realm = verifier.realm or realm
         self.verifier = verifier
@@ -261,14 +261,22 @@ class ShimProtector(ResourceProtector):  # type: ignore[misc]
     def raise_error_response(self, error: OAuth2Error) -> None:
         """Abort with 401, 403 or 503 in IFTTT's shape (never a bare Authlib body)."""
         if isinstance(error, AuthServerUnavailableError):
-            abort(ifttt_error("The service is temporarily unavailable. Please retry.",
-                              503, {"Retry-After": "5"}))
+            abort(
+                ifttt_error(
+                    "The service is temporarily unavailable. Please retry.",
+                    503,
+                    {"Retry-After": "5"},
+                )
+            )
         if isinstance(error, InsufficientScopeError):
             abort(ifttt_error("The access token does not allow this.", 403))
         # RFC 6750 §3.1: missing, malformed and invalid tokens all get the same
         # invalid_token challenge; IFTTT only acts on the 401 and the errors array.
         realm = self.verifier.realm or "ifttt-shim"
-        abort(ifttt_error("Invalid or expired access token.", 401,
-                          {"WWW-Authenticate": f'Bearer realm="{realm}", '
-                                               'error="invalid_token"'}))
-
+        abort(
+            ifttt_error(
+                "Invalid or expired access token.",
+                401,
+                {"WWW-Authenticate": f'Bearer realm="{realm}", error="invalid_token"'},
+            )
+        )

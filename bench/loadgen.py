@@ -51,16 +51,20 @@ def wrk_path() -> str:
     found = shutil.which("wrk")
     if found is None:
         raise SystemExit(
-            "bench: wrk is not installed (the load generator). "
-            f"Install it with: {APT_HINT}"
+            f"bench: wrk is not installed (the load generator). Install it with: {APT_HINT}"
         )
     return found
 
 
 def wrk_version() -> str:
     """Return wrk's version line (``wrk -v`` prints it and exits 1)."""
-    result = subprocess.run([wrk_path(), "-v"], capture_output=True, text=True,  # noqa: S603
-                            check=False, timeout=10)
+    result = subprocess.run(  # noqa: S603 - our own wrk path and fixed arguments
+        [wrk_path(), "-v"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
     first = (result.stdout or result.stderr).splitlines()
     return first[0].split(" Copyright")[0].strip() if first else "?"
 
@@ -90,7 +94,7 @@ class Credentials:
         return {
             "BENCH_BASIC": "Basic " + basic,
             "BENCH_CLIENT_FORM": f"client_id={quote(self.client_id, safe='')}"
-                                 f"&client_secret={quote(self.client_secret, safe='')}",
+            f"&client_secret={quote(self.client_secret, safe='')}",
             "BENCH_REDIRECT": quote(self.redirect_uri, safe=""),
         }
 
@@ -167,32 +171,56 @@ class WorkloadResult:
         return "; ".join(parts)
 
 
-def run_wrk(base_url: str, workload: Workload, tokens: Path | None, load: LoadSettings,
-            credentials: Credentials, *, duration: int | None = None) -> RoundResult:
+def run_wrk(
+    base_url: str,
+    workload: Workload,
+    tokens: Path | None,
+    load: LoadSettings,
+    credentials: Credentials,
+    *,
+    duration: int | None = None,
+) -> RoundResult:
     """Run wrk once against ``base_url`` and return its parsed report."""
     seconds = duration if duration is not None else load.duration
     env = dict(os.environ)
     env.update(credentials.env())
-    env.update({
-        "BENCH_WORKLOAD": workload.name,
-        "BENCH_TOKENS": str(tokens) if tokens is not None else "",
-        "BENCH_SINGLE_USE": "1" if workload.single_use else "0",
-        "BENCH_THREADS": str(load.threads),
-    })
+    env.update(
+        {
+            "BENCH_WORKLOAD": workload.name,
+            "BENCH_TOKENS": str(tokens) if tokens is not None else "",
+            "BENCH_SINGLE_USE": "1" if workload.single_use else "0",
+            "BENCH_THREADS": str(load.threads),
+        }
+    )
     argv = [
-        wrk_path(), "--threads", str(load.threads), "--connections", str(load.connections),
-        "--duration", f"{seconds}s",
+        wrk_path(),
+        "--threads",
+        str(load.threads),
+        "--connections",
+        str(load.connections),
+        "--duration",
+        f"{seconds}s",
         # Generous, so a slow response is measured as latency, not dropped as a timeout.
-        "--timeout", "10s",
-        "--script", str(LUA_SCRIPT), base_url + "/",
+        "--timeout",
+        "10s",
+        "--script",
+        str(LUA_SCRIPT),
+        base_url + "/",
     ]
-    result = subprocess.run(argv, env=env, capture_output=True, text=True,  # noqa: S603
-                            timeout=seconds + 60, check=False)
-    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("BENCH_RESULT ")),
-                None)
+    result = subprocess.run(  # noqa: S603 - argv built here from the workload table
+        argv,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
+    )
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
     if result.returncode != 0 or line is None:
-        raise SystemExit(f"wrk failed for {workload.name} (exit {result.returncode}):\n"
-                         f"{result.stdout}\n{result.stderr}")
+        raise SystemExit(
+            f"wrk failed for {workload.name} (exit {result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
     report: dict[str, Any] = json.loads(line.split(" ", 1)[1])
     # wrk's errors.status counts responses >= 400 only; the Lua response() hook counts
     # every non-2xx itself, so only the socket-level errors are taken from wrk.

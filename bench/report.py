@@ -107,23 +107,43 @@ def fmt_rate(value: float) -> str:
 def result_rows(runs: list[DatabaseRun]) -> list[list[str]]:
     """One row per database and workload."""
     return [
-        [run.label, f"{r.workload.name} {r.workload.title}", fmt_rate(r.rate),
-         f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", str(r.non2xx),
-         "YES" if r.exhausted else "no", r.notes()]
-        for run in runs for r in run.results
+        [
+            run.label,
+            f"{r.workload.name} {r.workload.title}",
+            fmt_rate(r.rate),
+            f"{r.p50_ms:.1f}",
+            f"{r.p99_ms:.1f}",
+            str(r.non2xx),
+            "YES" if r.exhausted else "no",
+            r.notes(),
+        ]
+        for run in runs
+        for r in run.results
     ]
 
 
 RESULT_HEADER = ["db", "workload", "req/s", "p50 ms", "p99 ms", "non-2xx", "exhausted", "notes"]
 MEMORY_HEADER = ["db", "process", "pid", "peak RSS MiB (VmHWM)", "RSS after the run MiB"]
-SCALE_HEADER = ["db", "workload", "families added", "token rows (access/refresh)", "req/s",
-                "vs base", "p99 ms", "non-2xx", "flag"]
+SCALE_HEADER = [
+    "db",
+    "workload",
+    "families added",
+    "token rows (access/refresh)",
+    "req/s",
+    "vs base",
+    "p99 ms",
+    "non-2xx",
+    "flag",
+]
 
 
 def memory_rows(runs: list[DatabaseRun]) -> list[list[str]]:
     """One row per server process."""
-    return [[run.label, role, str(pid), f"{peak:.1f}", f"{now:.1f}"]
-            for run in runs for role, pid, peak, now in run.memory]
+    return [
+        [run.label, role, str(pid), f"{peak:.1f}", f"{now:.1f}"]
+        for run in runs
+        for role, pid, peak, now in run.memory
+    ]
 
 
 def scale_rows(runs: list[DatabaseRun]) -> list[list[str]]:
@@ -136,46 +156,70 @@ def scale_rows(runs: list[DatabaseRun]) -> list[list[str]]:
         for step in run.scaling:
             for name, result in step.results.items():
                 ratio = result.rate / base[name].rate if base[name].rate else 0.0
-                rows.append([
-                    run.label, name, f"+{step.added:,}",
-                    f"{step.rows.get('access_tokens', 0):,} / "
-                    f"{step.rows.get('refresh_tokens', 0):,}",
-                    fmt_rate(result.rate), f"{ratio:.2f}", f"{result.p99_ms:.1f}",
-                    str(result.non2xx),
-                    "DROP >15%" if ratio < 0.85 else ("exhausted" if result.exhausted else ""),
-                ])
+                rows.append(
+                    [
+                        run.label,
+                        name,
+                        f"+{step.added:,}",
+                        f"{step.rows.get('access_tokens', 0):,} / "
+                        f"{step.rows.get('refresh_tokens', 0):,}",
+                        fmt_rate(result.rate),
+                        f"{ratio:.2f}",
+                        f"{result.p99_ms:.1f}",
+                        str(result.non2xx),
+                        "DROP >15%" if ratio < 0.85 else ("exhausted" if result.exhausted else ""),
+                    ]
+                )
     return rows
 
 
-def markdown(*, command: str, started: datetime, machine: dict[str, str],
-             versions: dict[str, str], settings: dict[str, str],
-             runs: list[DatabaseRun]) -> str:
+def markdown(
+    *,
+    command: str,
+    started: datetime,
+    machine: dict[str, str],
+    versions: dict[str, str],
+    settings: dict[str, str],
+    runs: list[DatabaseRun],
+) -> str:
     """Render the generated section of the performance document."""
     parts = [
         "## Latest `make bench` run",
         f"Command: `{command}`"
-        + (" (through `make bench`)" if os.environ.get("MAKELEVEL") else "") + "  \n"
+        + (" (through `make bench`)" if os.environ.get("MAKELEVEL") else "")
+        + "  \n"
         f"Date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
-        "### Machine", md_pairs(machine),
-        "### Versions", md_pairs(versions),
-        "### Settings", md_pairs(settings),
-        "### Results", md_table(RESULT_HEADER, result_rows(runs)),
-        "### Memory", md_table(MEMORY_HEADER, memory_rows(runs)),
+        "### Machine",
+        md_pairs(machine),
+        "### Versions",
+        md_pairs(versions),
+        "### Settings",
+        md_pairs(settings),
+        "### Results",
+        md_table(RESULT_HEADER, result_rows(runs)),
+        "### Memory",
+        md_table(MEMORY_HEADER, memory_rows(runs)),
     ]
     if any(run.scaling for run in runs):
         parts += ["### Scaling", md_table(SCALE_HEADER, scale_rows(runs))]
         parts += [run.purge for run in runs if run.purge]
     log_lines = [f"- {run.label}: {line}" for run in runs if run.log for line in run.log.lines()]
-    parts += ["### Server log", "\n".join(log_lines) if log_lines
-              else "No warnings, errors or non-2xx responses in the server logs."]
+    parts += [
+        "### Server log",
+        "\n".join(log_lines)
+        if log_lines
+        else "No warnings, errors or non-2xx responses in the server logs.",
+    ]
     parts.append(HOW_TO_READ)
     return "\n\n".join(parts)
 
 
 def text_report(runs: list[DatabaseRun]) -> str:
     """Render the results for the terminal."""
-    parts = [text_table(RESULT_HEADER, result_rows(runs)),
-             text_table(MEMORY_HEADER, memory_rows(runs))]
+    parts = [
+        text_table(RESULT_HEADER, result_rows(runs)),
+        text_table(MEMORY_HEADER, memory_rows(runs)),
+    ]
     if any(run.scaling for run in runs):
         parts.append(text_table(SCALE_HEADER, scale_rows(runs)))
         parts += [run.purge for run in runs if run.purge]
@@ -241,6 +285,7 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Render a Markdown table (pipes in cells escaped)."""
+
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
@@ -258,8 +303,10 @@ def write_section(path: Path, section: str) -> None:
     A new file gets the placeholder intro; a file without markers gets the
     section appended, so nothing a person wrote is ever lost.
     """
-    block = f"{BEGIN}\n<!-- Generated by bench/run.py: edit outside these markers. -->\n\n" \
-            f"{section.rstrip()}\n\n{END}\n"
+    block = (
+        f"{BEGIN}\n<!-- Generated by bench/run.py: edit outside these markers. -->\n\n"
+        f"{section.rstrip()}\n\n{END}\n"
+    )
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(INTRO + block)
@@ -269,7 +316,7 @@ def write_section(path: Path, section: str) -> None:
     if start == -1 or end < start:
         path.write_text(current.rstrip() + "\n\n" + block)
         return
-    path.write_text(current[:start] + block + current[end + len(END):].lstrip("\n"))
+    path.write_text(current[:start] + block + current[end + len(END) :].lstrip("\n"))
 
 
 def command_line(argv: Sequence[str]) -> str:

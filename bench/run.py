@@ -74,44 +74,78 @@ NOTABLE_LOG = "server-notable.log"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Read the command line (every option has a default that suits `make bench`)."""
     parser = argparse.ArgumentParser(
-        prog="bench/run.py", description=__doc__.split("\n\n")[0],
+        prog="bench/run.py",
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="sqlite")
-    parser.add_argument("--pg-url", default=os.environ.get("AUTHSERVER_BENCH_PG_URL")
-                        or DEFAULT_PG_URL,
-                        help="PostgreSQL database to use (created if missing, WIPED at "
-                             "start); default from AUTHSERVER_BENCH_PG_URL")
-    parser.add_argument("--server", choices=sorted(servers.SERVER_MODES), default="gunicorn",
-                        help="how to start the server (see bench/server.py)")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("AUTHSERVER_BENCH_PG_URL") or DEFAULT_PG_URL,
+        help="PostgreSQL database to use (created if missing, WIPED at "
+        "start); default from AUTHSERVER_BENCH_PG_URL",
+    )
+    parser.add_argument(
+        "--server",
+        choices=sorted(servers.SERVER_MODES),
+        default="gunicorn",
+        help="how to start the server (see bench/server.py)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--duration", type=int, default=10, help="seconds per round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds (medians reported)")
-    parser.add_argument("--warmup", type=int, default=1,
-                        help="seconds of W0 and W2 before measuring (0: none)")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help="comma-separated subset of " + ",".join(WORKLOADS))
-    parser.add_argument("--users", type=int, default=1000,
-                        help="users (each with one access token for W1/W2)")
-    parser.add_argument("--max-rate", type=int, default=3000,
-                        help="req/s the single-use material (W3 refresh tokens, W4 codes) "
-                             "must last for: max-rate x duration per round")
-    parser.add_argument("--seed", choices=["bulk", "service"], default="bulk",
-                        help="how W3/W4 material is written: bulk rows (fast) or through "
-                             "the service layer (1-2 ms each)")
-    parser.add_argument("--scale", action="store_true",
-                        help="also re-run W1 and W3 with many more tokens in the database")
-    parser.add_argument("--scale-levels", default="10000,1000000",
-                        help="token families added for --scale, cumulative")
-    parser.add_argument("--server-setting", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra AUTHSERVER_<KEY> for the server, e.g. "
-                             "RATE_LIMIT_INTROSPECTION='100000 per minute' (repeatable)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="seconds of W0 and W2 before measuring (0: none)"
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help="comma-separated subset of " + ",".join(WORKLOADS),
+    )
+    parser.add_argument(
+        "--users", type=int, default=1000, help="users (each with one access token for W1/W2)"
+    )
+    parser.add_argument(
+        "--max-rate",
+        type=int,
+        default=3000,
+        help="req/s the single-use material (W3 refresh tokens, W4 codes) "
+        "must last for: max-rate x duration per round",
+    )
+    parser.add_argument(
+        "--seed",
+        choices=["bulk", "service"],
+        default="bulk",
+        help="how W3/W4 material is written: bulk rows (fast) or through "
+        "the service layer (1-2 ms each)",
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="also re-run W1 and W3 with many more tokens in the database",
+    )
+    parser.add_argument(
+        "--scale-levels",
+        default="10000,1000000",
+        help="token families added for --scale, cumulative",
+    )
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra AUTHSERVER_<KEY> for the server, e.g. "
+        "RATE_LIMIT_INTROSPECTION='100000 per minute' (repeatable)",
+    )
     parser.add_argument("--output", type=Path, help="Markdown file to (re)generate")
-    parser.add_argument("--workdir", type=Path,
-                        help="where databases, token files and logs go (kept); "
-                             "default: a temp dir, removed unless something went wrong")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="where databases, token files and logs go (kept); "
+        "default: a temp dir, removed unless something went wrong",
+    )
     parser.add_argument("--keep-workdir", action="store_true", help="never remove the work dir")
     args = parser.parse_args(argv)
 
@@ -146,8 +180,13 @@ def log_step(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def material_files(accounts: seeding.Accounts, args: argparse.Namespace, folder: Path,
-                   workloads: list[str], tag: str) -> dict[tuple[str, int], Path]:
+def material_files(
+    accounts: seeding.Accounts,
+    args: argparse.Namespace,
+    folder: Path,
+    workloads: list[str],
+    tag: str,
+) -> dict[tuple[str, int], Path]:
     """Seed and write one file of fresh W3/W4 material per workload and round.
 
     Needs an app context. Each round gets its own file, so a round never sees a
@@ -165,9 +204,16 @@ def material_files(accounts: seeding.Accounts, args: argparse.Namespace, folder:
     return files
 
 
-def run_rounds(label: str, base_url: str, workloads: list[str], args: argparse.Namespace,
-               load: LoadSettings, credentials: Credentials, access_file: Path,
-               files: dict[tuple[str, int], Path]) -> dict[str, WorkloadResult]:
+def run_rounds(
+    label: str,
+    base_url: str,
+    workloads: list[str],
+    args: argparse.Namespace,
+    load: LoadSettings,
+    credentials: Credentials,
+    access_file: Path,
+    files: dict[tuple[str, int], Path],
+) -> dict[str, WorkloadResult]:
     """Run every workload once per round (rounds interleaved, to spread out noise)."""
     results = {name: WorkloadResult(label, WORKLOADS[name]) for name in workloads}
     for r in range(args.rounds):
@@ -176,9 +222,11 @@ def run_rounds(label: str, base_url: str, workloads: list[str], args: argparse.N
             tokens = access_file if workload.material == "access" else files.get((name, r))
             outcome = loadgen.run_wrk(base_url, workload, tokens, load, credentials)
             results[name].rounds.append(outcome)
-            log_step(f"{label} round {r + 1} {name}: {outcome.rate:.0f} req/s, "
-                     f"p99 {outcome.p99_ms:.1f} ms, non-2xx {outcome.non2xx}"
-                     + (" (EXHAUSTED)" if outcome.exhausted else ""))
+            log_step(
+                f"{label} round {r + 1} {name}: {outcome.rate:.0f} req/s, "
+                f"p99 {outcome.p99_ms:.1f} ms, non-2xx {outcome.non2xx}"
+                + (" (EXHAUSTED)" if outcome.exhausted else "")
+            )
             # wrk stops sending at the deadline, but requests already queued in the
             # listen backlog are still being served: let them finish, so they neither
             # slow the next workload nor race with seeding.
@@ -186,8 +234,9 @@ def run_rounds(label: str, base_url: str, workloads: list[str], args: argparse.N
     return results
 
 
-def run_database(label: str, url: str, args: argparse.Namespace, workdir: Path,
-                 load: LoadSettings) -> DatabaseRun:
+def run_database(
+    label: str, url: str, args: argparse.Namespace, workdir: Path, load: LoadSettings
+) -> DatabaseRun:
     """Prepare, seed, serve and measure one database."""
     from sqlalchemy.engine import make_url
 
@@ -209,8 +258,10 @@ def run_database(label: str, url: str, args: argparse.Namespace, workdir: Path,
     env = servers.server_env(url, folder / "instance", port, args.server_settings)
     seeding.cli(env, "db", "upgrade")
 
-    log_step(f"{label}: seeding {args.users} users and "
-             f"{args.max_rate * args.duration} single-use tokens per workload and round")
+    log_step(
+        f"{label}: seeding {args.users} users and "
+        f"{args.max_rate * args.duration} single-use tokens per workload and round"
+    )
     started = time.monotonic()
     with seeding.app_context(env):
         accounts = seeding.seed_accounts(args.users)
@@ -218,8 +269,13 @@ def run_database(label: str, url: str, args: argparse.Namespace, workdir: Path,
         files = material_files(accounts, args, folder, args.workloads, "")
     seeding.settle(url)
     run.seed_seconds = time.monotonic() - started
-    credentials = Credentials(accounts.client_id, accounts.client_secret, accounts.rs_id,
-                              accounts.rs_secret, seeding.REDIRECT_URI)
+    credentials = Credentials(
+        accounts.client_id,
+        accounts.client_secret,
+        accounts.rs_id,
+        accounts.rs_secret,
+        seeding.REDIRECT_URI,
+    )
 
     spec = servers.SERVER_MODES[args.server](port=port, workers=args.workers, env=env)
     log_step(f"{label}: seeded in {run.seed_seconds:.1f} s; starting {spec.description}")
@@ -228,16 +284,20 @@ def run_database(label: str, url: str, args: argparse.Namespace, workdir: Path,
         if args.warmup:
             # First requests pay for imports, connection pools and query compilation
             # in each worker; W2 warms the database path without using up anything.
-            loadgen.run_wrk(base_url, WORKLOADS["W0"], None, load, credentials,
-                            duration=args.warmup)
-            loadgen.run_wrk(base_url, WORKLOADS["W2"], access_file, load, credentials,
-                            duration=args.warmup)
-        results = run_rounds(label, base_url, args.workloads, args, load, credentials,
-                             access_file, files)
+            loadgen.run_wrk(
+                base_url, WORKLOADS["W0"], None, load, credentials, duration=args.warmup
+            )
+            loadgen.run_wrk(
+                base_url, WORKLOADS["W2"], access_file, load, credentials, duration=args.warmup
+            )
+        results = run_rounds(
+            label, base_url, args.workloads, args, load, credentials, access_file, files
+        )
         run.results = list(results.values())
         if args.scale and any(name in args.workloads for name in SCALED):
-            run_scale(run, results, accounts, env, args, load, credentials, access_file,
-                      folder, base_url)
+            run_scale(
+                run, results, accounts, env, args, load, credentials, access_file, folder, base_url
+            )
         if not server.alive():
             raise SystemExit(f"{label}: the server died during the run; see {server.log_path}")
         run.memory = server.memory()
@@ -247,10 +307,18 @@ def run_database(label: str, url: str, args: argparse.Namespace, workdir: Path,
     return run
 
 
-def run_scale(run: DatabaseRun, base: dict[str, WorkloadResult], accounts: seeding.Accounts,
-              env: dict[str, str], args: argparse.Namespace, load: LoadSettings,
-              credentials: Credentials, access_file: Path, folder: Path,
-              base_url: str) -> None:
+def run_scale(
+    run: DatabaseRun,
+    base: dict[str, WorkloadResult],
+    accounts: seeding.Accounts,
+    env: dict[str, str],
+    args: argparse.Namespace,
+    load: LoadSettings,
+    credentials: Credentials,
+    access_file: Path,
+    folder: Path,
+    base_url: str,
+) -> None:
     """Re-run W1 and W3 after adding each --scale-levels count of token families."""
     scaled = [name for name in SCALED if name in args.workloads]
     with seeding.app_context(env):
@@ -266,18 +334,20 @@ def run_scale(run: DatabaseRun, base: dict[str, WorkloadResult], accounts: seedi
             counts = seeding.row_counts()
         seeding.settle(str(env["AUTHSERVER_DATABASE_URL"]))
         added = level
-        log_step(f"{run.label}: filled in {time.monotonic() - started:.1f} s; "
-                 f"rows {counts}")
-        results = run_rounds(f"{run.label} +{level}", base_url, scaled, args, load,
-                             credentials, access_file, files)
+        log_step(f"{run.label}: filled in {time.monotonic() - started:.1f} s; rows {counts}")
+        results = run_rounds(
+            f"{run.label} +{level}", base_url, scaled, args, load, credentials, access_file, files
+        )
         run.scaling.append(ScaleRow(level, counts, results))
     # What the nightly purge costs on tables this size (it finds nothing to delete:
     # every filler family is live, which is exactly the scan it has to do).
     started = time.monotonic()
     out = json.loads(seeding.cli(env, "tokens", "purge", "--json", timeout=1800))
-    run.purge = (f"{run.label}: `authserver tokens purge` on these tables took "
-                 f"{time.monotonic() - started:.1f} s (server idle): "
-                 + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in out.items()))
+    run.purge = (
+        f"{run.label}: `authserver tokens purge` on these tables took "
+        f"{time.monotonic() - started:.1f} s (server idle): "
+        + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in out.items())
+    )
 
 
 def settings_summary(args: argparse.Namespace, runs: list[DatabaseRun]) -> dict[str, str]:
@@ -294,20 +364,21 @@ def settings_summary(args: argparse.Namespace, runs: list[DatabaseRun]) -> dict[
         "server": spec.description,
         "wrk": f"{args.threads} threads, {args.connections} connections, loopback",
         "duration and rounds": f"{args.duration} s, {args.rounds} rounds (medians reported), "
-                             f"{args.warmup} s warm-up of W0 and W2",
+        f"{args.warmup} s warm-up of W0 and W2",
         "rate limits": f"{limits} ({storage}); introspection "
-                       f"{setting('RATE_LIMIT_INTROSPECTION')} per resource server, "
-                       f"token failures {setting('RATE_LIMIT_TOKEN_FAILURES')} per client",
+        f"{setting('RATE_LIMIT_INTROSPECTION')} per resource server, "
+        f"token failures {setting('RATE_LIMIT_TOKEN_FAILURES')} per client",
         "log format": f"{setting('LOG_FORMAT')}, server stderr to a file",
         "data": f"{args.users:,} users with one access token each (W1/W2 rotate through "
-                f"them); {args.max_rate * args.duration:,} fresh refresh tokens and codes "
-                f"per round (--max-rate {args.max_rate}), seeded via {args.seed}",
+        f"them); {args.max_rate * args.duration:,} fresh refresh tokens and codes "
+        f"per round (--max-rate {args.max_rate}), seeded via {args.seed}",
     }
     for run in runs:
         shown[f"database ({run.label})"] = f"{run.url_shown}; seeded in {run.seed_seconds:.0f} s"
     if args.server_settings:
         shown["server settings"] = ", ".join(
-            f"AUTHSERVER_{k}={v}" for k, v in args.server_settings.items())
+            f"AUTHSERVER_{k}={v}" for k, v in args.server_settings.items()
+        )
     return shown
 
 
@@ -339,8 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     log_step(f"work dir {workdir}")
 
-    targets = {"sqlite": ["sqlite"], "postgresql": ["postgresql"],
-               "both": ["sqlite", "postgresql"]}[args.db]
+    targets = {
+        "sqlite": ["sqlite"],
+        "postgresql": ["postgresql"],
+        "both": ["sqlite", "postgresql"],
+    }[args.db]
     runs: list[DatabaseRun] = []
     ok = False
     try:
@@ -349,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         ok = True
     finally:
         findings = any(r.non2xx or r.exhausted for run in runs for r in run.results) or any(
-            run.log and run.log.levels for run in runs)
+            run.log and run.log.levels for run in runs
+        )
         if temporary and not args.keep_workdir:
             if ok and not findings:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -362,9 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         pg_version = next((run.server_version for run in runs if run.server_version), None)
         document = report.markdown(
-            command=report.command_line(raw_argv), started=started, machine=machine,
+            command=report.command_line(raw_argv),
+            started=started,
+            machine=machine,
             versions=report.versions(pg_version, wrk_version),
-            settings=settings_summary(args, runs), runs=runs,
+            settings=settings_summary(args, runs),
+            runs=runs,
         )
         report.write_section(args.output, document)
         log_step(f"wrote {args.output}")

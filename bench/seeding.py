@@ -121,7 +121,11 @@ def reset_postgres(url: str) -> str:
 def cli(env: dict[str, str], *args: str, timeout: float = 300) -> str:
     """Run an ``authserver`` command with the server's environment; return stdout."""
     result = subprocess.run(  # noqa: S603 - our own console script, fixed arguments
-        [AUTHSERVER, *args], env=env, capture_output=True, text=True, timeout=timeout,
+        [AUTHSERVER, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
     if result.returncode != 0:
@@ -191,12 +195,22 @@ def seed_accounts(n_users: int) -> Accounts:
 
     shared_hash = hash_password(PASSWORD)
     now = utcnow()
-    db.session.execute(insert(User), [
-        {"public_id": new_public_id(), "username": f"bench-{i:07d}", "name": f"Bench User {i}",
-         "email": None, "password_hash": shared_hash, "disabled": False, "session_epoch": 0,
-         "created_at": now}
-        for i in range(n_users)
-    ])
+    db.session.execute(
+        insert(User),
+        [
+            {
+                "public_id": new_public_id(),
+                "username": f"bench-{i:07d}",
+                "name": f"Bench User {i}",
+                "email": None,
+                "password_hash": shared_hash,
+                "disabled": False,
+                "session_epoch": 0,
+                "created_at": now,
+            }
+            for i in range(n_users)
+        ],
+    )
     db.session.commit()
     oauth_client, client_secret = client_service.register_client(
         "IFTTT (bench)", redirect_uris=[REDIRECT_URI], client_id=CLIENT_ID
@@ -204,8 +218,9 @@ def seed_accounts(n_users: int) -> Accounts:
     if client_secret is None:  # a confidential client always gets one
         raise RuntimeError("register_client returned no secret for a confidential client")
     shim, rs_secret = client_service.register_resource_server("Bench shim")
-    accounts = Accounts(CLIENT_ID, client_secret, shim.server_id, rs_secret,
-                        client_pk=oauth_client.id)
+    accounts = Accounts(
+        CLIENT_ID, client_secret, shim.server_id, rs_secret, client_pk=oauth_client.id
+    )
     users = list(db.session.scalars(select(User).order_by(User.id)))
     accounts.user_ids = [user.id for user in users]
     for user in users:
@@ -228,8 +243,9 @@ def refresh_tokens(accounts: Accounts, count: int, *, via: str) -> list[str]:
         oauth_client = db.session.get_one(OAuth2Client, accounts.client_pk)
         users = [db.session.get_one(User, pk) for pk in accounts.user_ids]
         return [
-            token_service.issue_tokens_for(users[i % len(users)], oauth_client,
-                                           scope=None)["refresh_token"]
+            token_service.issue_tokens_for(users[i % len(users)], oauth_client, scope=None)[
+                "refresh_token"
+            ]
             for i in range(count)
         ]
     raw = [new_raw() for _ in range(count)]
@@ -253,18 +269,31 @@ def authorization_codes(accounts: Accounts, count: int, *, via: str) -> list[str
         user_rows = [db.session.get_one(User, pk) for pk in users]
         for i, code in enumerate(raw):
             token_service.create_authorization_code(
-                code=code, oauth_client=oauth_client, user=user_rows[i % len(user_rows)],
-                redirect_uri=REDIRECT_URI, scope="ifttt", code_challenge=None,
+                code=code,
+                oauth_client=oauth_client,
+                user=user_rows[i % len(user_rows)],
+                redirect_uri=REDIRECT_URI,
+                scope="ifttt",
+                code_challenge=None,
                 code_challenge_method=None,
             )
         return raw
     now = utcnow()
     expires = now + timedelta(seconds=CODE_TTL_SECONDS)
     rows = (
-        {"code_hash": hash_raw(code), "oauth_client_id": accounts.client_pk,
-         "user_id": users[i % len(users)], "redirect_uri": REDIRECT_URI, "scope": "ifttt",
-         "code_challenge": None, "code_challenge_method": None, "created_at": now,
-         "expires_at": expires, "used_at": None, "family_id": None}
+        {
+            "code_hash": hash_raw(code),
+            "oauth_client_id": accounts.client_pk,
+            "user_id": users[i % len(users)],
+            "redirect_uri": REDIRECT_URI,
+            "scope": "ifttt",
+            "code_challenge": None,
+            "code_challenge_method": None,
+            "created_at": now,
+            "expires_at": expires,
+            "used_at": None,
+            "family_id": None,
+        }
         for i, code in enumerate(raw)
     )
     with db.engine.begin() as conn:
@@ -299,13 +328,17 @@ def fill(accounts: Accounts, count: int) -> None:
     done = 0
     while done < count:
         n = min(CHUNK * 5, count - done)
-        insert_families(accounts, [secrets.token_hex(32) for _ in range(n)],
-                        [secrets.token_hex(32) for _ in range(n)])
+        insert_families(
+            accounts,
+            [secrets.token_hex(32) for _ in range(n)],
+            [secrets.token_hex(32) for _ in range(n)],
+        )
         done += n
 
 
-def insert_families(accounts: Accounts, refresh_hashes: list[str],
-                    access_hashes: list[str | None]) -> None:
+def insert_families(
+    accounts: Accounts, refresh_hashes: list[str], access_hashes: list[str | None]
+) -> None:
     """Insert one family per refresh digest, like ``issue_tokens_for`` does.
 
     Each family gets its refresh token and an access token linked to it (with the
@@ -330,24 +363,57 @@ def insert_families(accounts: Accounts, refresh_hashes: list[str],
         lock_sqlite(conn)
         family_ids = reserve_ids(conn, family_table, n)
         refresh_ids = reserve_ids(conn, refresh_table, n)
-        write_rows(conn, family_table, (
-            {"id": family_ids[i], "user_id": users[(family_ids[i]) % len(users)],
-             "oauth_client_id": accounts.client_pk, "scope": "ifttt", "created_at": now,
-             "revoked_at": None, "revoke_reason": None}
-            for i in range(n)
-        ))
-        write_rows(conn, refresh_table, (
-            {"id": refresh_ids[i], "token_hash": refresh_hashes[i], "family_id": family_ids[i],
-             "parent_id": None, "issued_at": now, "rotated_at": None, "grace_ends_at": None,
-             "replay_count": 0, "successor_ciphertext": None, "revoked_at": None}
-            for i in range(n)
-        ))
-        write_rows(conn, access_table, (
-            {"token_hash": access_hashes[i] or secrets.token_hex(32),
-             "family_id": family_ids[i], "refresh_token_id": refresh_ids[i], "scope": "ifttt",
-             "issued_at": now, "expires_at": expires, "revoked_at": None}
-            for i in range(n)
-        ))
+        write_rows(
+            conn,
+            family_table,
+            (
+                {
+                    "id": family_ids[i],
+                    "user_id": users[(family_ids[i]) % len(users)],
+                    "oauth_client_id": accounts.client_pk,
+                    "scope": "ifttt",
+                    "created_at": now,
+                    "revoked_at": None,
+                    "revoke_reason": None,
+                }
+                for i in range(n)
+            ),
+        )
+        write_rows(
+            conn,
+            refresh_table,
+            (
+                {
+                    "id": refresh_ids[i],
+                    "token_hash": refresh_hashes[i],
+                    "family_id": family_ids[i],
+                    "parent_id": None,
+                    "issued_at": now,
+                    "rotated_at": None,
+                    "grace_ends_at": None,
+                    "replay_count": 0,
+                    "successor_ciphertext": None,
+                    "revoked_at": None,
+                }
+                for i in range(n)
+            ),
+        )
+        write_rows(
+            conn,
+            access_table,
+            (
+                {
+                    "token_hash": access_hashes[i] or secrets.token_hex(32),
+                    "family_id": family_ids[i],
+                    "refresh_token_id": refresh_ids[i],
+                    "scope": "ifttt",
+                    "issued_at": now,
+                    "expires_at": expires,
+                    "revoked_at": None,
+                }
+                for i in range(n)
+            ),
+        )
 
 
 def reserve_ids(conn: Connection, table: Table, n: int) -> list[int]:
@@ -361,10 +427,14 @@ def reserve_ids(conn: Connection, table: Table, n: int) -> list[int]:
     if n == 0:
         return []
     if conn.dialect.name == "postgresql":
-        seq = conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"),
-                           {"t": table.name}).scalar_one()
-        return list(conn.execute(text("SELECT nextval(:s) FROM generate_series(1, :n)"),
-                                 {"s": seq, "n": n}).scalars())
+        seq = conn.execute(
+            text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table.name}
+        ).scalar_one()
+        return list(
+            conn.execute(
+                text("SELECT nextval(:s) FROM generate_series(1, :n)"), {"s": seq, "n": n}
+            ).scalars()
+        )
     last = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
     return list(range(last + 1, last + 1 + n))
 

@@ -33,8 +33,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env(database_url: str, instance: Path, port: int,
-               settings: dict[str, str]) -> dict[str, str]:
+def server_env(
+    database_url: str, instance: Path, port: int, settings: dict[str, str]
+) -> dict[str, str]:
     """Return the environment of the server (and of the seeding app).
 
     Rate limits are left at their default (on, memory storage), exactly as a
@@ -42,13 +43,15 @@ def server_env(database_url: str, instance: Path, port: int,
     overrides AUTHSERVER_* values deliberately.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
-    env.update({
-        "AUTHSERVER_DATABASE_URL": database_url,
-        "AUTHSERVER_SECRET_KEY": SECRET_KEY,
-        "AUTHSERVER_ISSUER": f"http://127.0.0.1:{port}",
-        "AUTHSERVER_LOG_FORMAT": "json",
-        "AUTHSERVER_INSTANCE_PATH": str(instance),
-    })
+    env.update(
+        {
+            "AUTHSERVER_DATABASE_URL": database_url,
+            "AUTHSERVER_SECRET_KEY": SECRET_KEY,
+            "AUTHSERVER_ISSUER": f"http://127.0.0.1:{port}",
+            "AUTHSERVER_LOG_FORMAT": "json",
+            "AUTHSERVER_INSTANCE_PATH": str(instance),
+        }
+    )
     env.update({"AUTHSERVER_" + key: value for key, value in settings.items()})
     return env
 
@@ -64,8 +67,16 @@ class ServerSpec:
 
 def gunicorn_mode(*, port: int, workers: int, env: dict[str, str]) -> ServerSpec:
     """``authserver serve``: gunicorn sync workers, the production command."""
-    argv = [AUTHSERVER, "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers)]
+    argv = [
+        AUTHSERVER,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     return ServerSpec(argv, env, f"authserver serve (gunicorn), {workers} workers")
 
 
@@ -107,15 +118,17 @@ def start(spec: ServerSpec, base_url: str, log_path: Path, timeout: float = 60) 
     """Start the server, stdout and stderr to ``log_path``; wait until /readyz says 200."""
     with open(log_path, "ab") as log:
         process = subprocess.Popen(  # noqa: S603 - argv built by a server mode above
-            spec.argv, env=spec.env, stdout=log, stderr=subprocess.STDOUT,
+            spec.argv,
+            env=spec.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     server = RunningServer(process, base_url, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the server exited early (code {process.returncode}); "
-                             f"see {log_path}")
+            raise SystemExit(f"the server exited early (code {process.returncode}); see {log_path}")
         try:
             with urllib.request.urlopen(base_url + "/readyz", timeout=2) as response:  # noqa: S310 - our own http URL
                 if response.status == 200:
@@ -172,8 +185,10 @@ class LogSummary:
         """Describe the summary in a few short lines (empty when all was quiet)."""
         out = []
         if self.statuses:
-            out.append("non-2xx responses by route: " + ", ".join(
-                f"{key} x{n}" for key, n in self.statuses.most_common(8)))
+            out.append(
+                "non-2xx responses by route: "
+                + ", ".join(f"{key} x{n}" for key, n in self.statuses.most_common(8))
+            )
         for message, n in self.messages.most_common(5):
             out.append(f"log x{n}: {message}")
         return out
@@ -203,8 +218,9 @@ def summarize_log(path: Path, notable: Path | None = None) -> LogSummary:
     return LogSummary(levels, messages, statuses)
 
 
-def _count_line(line: str, levels: Counter[str], messages: Counter[str],
-                statuses: Counter[str]) -> bool:
+def _count_line(
+    line: str, levels: Counter[str], messages: Counter[str], statuses: Counter[str]
+) -> bool:
     """Count one log line; tell whether it is notable (a problem of some kind)."""
     try:
         entry = json.loads(line)

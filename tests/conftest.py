@@ -93,8 +93,12 @@ class FreshGlobalsClient(FlaskClient):
 
 
 @pytest.fixture
-def app(request: pytest.FixtureRequest, database_url: str, tmp_path: Any,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+def app(
+    request: pytest.FixtureRequest,
+    database_url: str,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Flask]:
     monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", str(tmp_path / "instance"))
     config = base_config(database_url)
     marker = request.node.get_closest_marker("app_config")
@@ -203,8 +207,13 @@ def get_code(http: FlaskClient, login_as: Callable[[User], None]) -> Callable[..
         url = authorize_url(oauth_client.client_id, **params)
         page = http.get(url)
         if page.status_code == 200:
-            page = http.post(url, data={"csrf_token": csrf_token_of(page.get_data(as_text=True)),
-                                        "decision": "allow"})
+            page = http.post(
+                url,
+                data={
+                    "csrf_token": csrf_token_of(page.get_data(as_text=True)),
+                    "decision": "allow",
+                },
+            )
         assert page.status_code == 302, page.get_data(as_text=True)
         query = query_of(page.headers["Location"])
         assert "code" in query, page.headers["Location"]
@@ -218,8 +227,12 @@ def exchange(http: FlaskClient) -> Callable[..., Any]:
     """POST the code exchange exactly as IFTTT does (form body, secret in the body)."""
 
     def _exchange(code: str, client_id: str, secret: str | None, **extra: str) -> Any:
-        data = {"grant_type": "authorization_code", "code": code, "client_id": client_id,
-                "redirect_uri": IFTTT_REDIRECT}
+        data = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": client_id,
+            "redirect_uri": IFTTT_REDIRECT,
+        }
         if secret is not None:
             data["client_secret"] = secret
         data.update(extra)
@@ -231,8 +244,12 @@ def exchange(http: FlaskClient) -> Callable[..., Any]:
 @pytest.fixture
 def refresh(http: FlaskClient) -> Callable[..., Any]:
     def _refresh(refresh_token: str, client_id: str, secret: str, **extra: str) -> Any:
-        data = {"grant_type": "refresh_token", "refresh_token": refresh_token,
-                "client_id": client_id, "client_secret": secret}
+        data = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": client_id,
+            "client_secret": secret,
+        }
         data.update(extra)
         return http.post("/oauth/token", data=data)
 

@@ -53,9 +53,7 @@ print(json.dumps({
 
 
 def run(args, **kwargs):
-    done = subprocess.run(
-        args, capture_output=True, text=True, timeout=120, check=False, **kwargs
-    )
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False, **kwargs)
     assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
     return done
 
@@ -136,9 +134,7 @@ def test_installed_wheel_runs_from_its_own_files(wheel, tmp_path):
     # Dependencies (Flask, SQLAlchemy, ...) come from the test environment, appended
     # after the venv's own site-packages so its authserver is the one imported.
     outer = sysconfig.get_paths()["purelib"]
-    (site_packages / "zz_dependencies.pth").write_text(
-        f"import site; site.addsitedir({outer!r})\n"
-    )
+    (site_packages / "zz_dependencies.pth").write_text(f"import site; site.addsitedir({outer!r})\n")
 
     database_url = "sqlite:///" + str(tmp_path / "installed.db")
     env = {

@@ -52,8 +52,10 @@ def login() -> Response | str | tuple[str, int]:
         return render_template("auth/login.html", form=form)
     if not form.validate_on_submit():
         status = 400
-        error = "Please fill in both fields." if form.csrf_token.errors == [] else (
-            "Your session expired. Please try again."
+        error = (
+            "Please fill in both fields."
+            if form.csrf_token.errors == []
+            else ("Your session expired. Please try again.")
         )
         return render_template("auth/login.html", form=form, error=error), status
     username = form.username.data or ""

@@ -27,7 +27,7 @@ from ..limits import too_many
 from ..logs import note_request
 from ..oauth2 import introspection
 from ..oauth2.grants import AUTH_METHODS
-from ..oauth2.server import DuplicateParameter
+from ..oauth2.server import DuplicateParameterError
 from ..oauth2.server import authorization_server
 from ..services import consents as consent_service
 
@@ -60,8 +60,10 @@ def authorize() -> Response | tuple[str, int] | str:
             # The client and redirect URI are verified: errors go back to the client.
             return server.handle_error_response(None, error)
         return _error_page(error)
-    note_request(client_id=grant.client.client_id,
-                 user_id=end_user.public_id if end_user is not None else None)
+    note_request(
+        client_id=grant.client.client_id,
+        user_id=end_user.public_id if end_user is not None else None,
+    )
     if end_user is None:
         return redirect(url_for("auth.login", next=request.full_path))  # type: ignore[return-value]
 
@@ -101,7 +103,7 @@ def token() -> Response:
     server = authorization_server()
     try:
         response: Response = server.create_token_response()
-    except DuplicateParameter as error:
+    except DuplicateParameterError as error:
         response = server.handle_error_response(None, error)
     if response.status_code >= 400:
         record_token_failure()
@@ -126,7 +128,7 @@ def revoke() -> Response:
     server = authorization_server()
     try:
         response: Response = server.create_endpoint_response("revocation")
-    except DuplicateParameter as error:
+    except DuplicateParameterError as error:
         response = server.handle_error_response(None, error)
     return response
 

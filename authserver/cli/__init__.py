@@ -23,8 +23,16 @@ def register_commands(app: Flask) -> None:
     from .users import users
     from .verify import ifttt_check_command
 
-    for command in (users, clients, resource_servers, tokens, audit_command, serve_command,
-                    demo_command, ifttt_check_command):
+    for command in (
+        users,
+        clients,
+        resource_servers,
+        tokens,
+        audit_command,
+        serve_command,
+        demo_command,
+        ifttt_check_command,
+    ):
         app.cli.add_command(command)
 
 

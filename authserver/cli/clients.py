@@ -42,19 +42,33 @@ def client_document(oauth_client: OAuth2Client) -> dict[str, object]:
 
 @clients.command("create")
 @click.argument("name")
-@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True,
-              help="Exact redirect URI; repeat for several.")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    required=True,
+    help="Exact redirect URI; repeat for several.",
+)
 @click.option("--scope", "scopes", multiple=True, help="Allowed scope (default: ifttt).")
 @click.option("--public", is_flag=True, help="A public client (no secret, PKCE required).")
 @click.option("--client-id", default=None, help="Choose the client id (default: random).")
 @json_option
 @domain_errors
-def create(name: str, redirect_uris: tuple[str, ...], scopes: tuple[str, ...], public: bool,
-           client_id: str | None, as_json: bool) -> None:
+def create(
+    name: str,
+    redirect_uris: tuple[str, ...],
+    scopes: tuple[str, ...],
+    public: bool,
+    client_id: str | None,
+    as_json: bool,
+) -> None:
     """Register a client and print its id and secret (the secret is shown once)."""
     oauth_client, secret = client_service.register_client(
-        name, redirect_uris=list(redirect_uris), scopes=list(scopes) or None,
-        public=public, client_id=client_id,
+        name,
+        redirect_uris=list(redirect_uris),
+        scopes=list(scopes) or None,
+        public=public,
+        client_id=client_id,
     )
     if as_json:
         document = client_document(oauth_client)
@@ -75,9 +89,19 @@ def list_command(as_json: bool) -> None:
     if as_json:
         emit_json([client_document(c) for c in rows])
         return
-    emit_table(["client_id", "name", "redirect uris", "scopes", "status"],
-               [[c.client_id, c.name, " ".join(c.redirect_uris), " ".join(c.scopes),
-                 "disabled" if c.disabled else "enabled"] for c in rows])
+    emit_table(
+        ["client_id", "name", "redirect uris", "scopes", "status"],
+        [
+            [
+                c.client_id,
+                c.name,
+                " ".join(c.redirect_uris),
+                " ".join(c.scopes),
+                "disabled" if c.disabled else "enabled",
+            ]
+            for c in rows
+        ],
+    )
 
 
 @clients.command("show")
@@ -118,17 +142,29 @@ def delete(client_id: str, yes: bool) -> None:
 @click.option("--add-redirect-uri", multiple=True, help="Register another redirect URI.")
 @click.option("--remove-redirect-uri", multiple=True, help="Unregister a redirect URI.")
 @click.option("--scope", "scopes", multiple=True, help="Replace the allowed scopes.")
-@click.option("--access-token-lifetime", type=Duration(), default=None,
-              help="Per-client access token lifetime (0 = never expires).")
-@click.option("--grace-period", type=Duration(), default=None,
-              help="Per-client refresh grace period.")
+@click.option(
+    "--access-token-lifetime",
+    type=Duration(),
+    default=None,
+    help="Per-client access token lifetime (0 = never expires).",
+)
+@click.option(
+    "--grace-period", type=Duration(), default=None, help="Per-client refresh grace period."
+)
 @click.option("--reset-lifetimes", is_flag=True, help="Use the server-wide lifetimes again.")
 @json_option
 @domain_errors
-def update(client_id: str, name: str | None, add_redirect_uri: tuple[str, ...],
-           remove_redirect_uri: tuple[str, ...], scopes: tuple[str, ...],
-           access_token_lifetime: timedelta | None, grace_period: timedelta | None,
-           reset_lifetimes: bool, as_json: bool) -> None:
+def update(
+    client_id: str,
+    name: str | None,
+    add_redirect_uri: tuple[str, ...],
+    remove_redirect_uri: tuple[str, ...],
+    scopes: tuple[str, ...],
+    access_token_lifetime: timedelta | None,
+    grace_period: timedelta | None,
+    reset_lifetimes: bool,
+    as_json: bool,
+) -> None:
     """Change a client's name, redirect URIs, scopes or lifetimes."""
     config = current_app.config
     oauth_client = client_service.update_client(
@@ -138,9 +174,11 @@ def update(client_id: str, name: str | None, add_redirect_uri: tuple[str, ...],
         remove_redirect_uris=list(remove_redirect_uri),
         scopes=list(scopes) if scopes else None,
         access_token_lifetime=int(access_token_lifetime.total_seconds())
-        if access_token_lifetime is not None else None,
+        if access_token_lifetime is not None
+        else None,
         refresh_grace_lifetime=int(grace_period.total_seconds())
-        if grace_period is not None else None,
+        if grace_period is not None
+        else None,
         clear_lifetimes=reset_lifetimes,
         default_access=int(config["ACCESS_TOKEN_TTL"]),
         default_grace=int(config["REFRESH_GRACE_SECONDS"]),
@@ -154,7 +192,8 @@ def update(client_id: str, name: str | None, add_redirect_uri: tuple[str, ...],
 def _set_disabled(client_id: str, disabled: bool) -> OAuth2Client:
     config = current_app.config
     return client_service.update_client(
-        client_id, disabled=disabled,
+        client_id,
+        disabled=disabled,
         default_access=int(config["ACCESS_TOKEN_TTL"]),
         default_grace=int(config["REFRESH_GRACE_SECONDS"]),
     )
@@ -188,8 +227,13 @@ def enable(client_id: str) -> None:
 
 @clients.command("rotate-secret")
 @click.argument("client_id")
-@click.option("--overlap", type=Duration(), default="24h", show_default=True,
-              help="How long the previous secret keeps working (90s, 15m, 24h, 7d, 0).")
+@click.option(
+    "--overlap",
+    type=Duration(),
+    default="24h",
+    show_default=True,
+    help="How long the previous secret keeps working (90s, 15m, 24h, 7d, 0).",
+)
 @json_option
 @domain_errors
 def rotate_secret(client_id: str, overlap: timedelta, as_json: bool) -> None:
@@ -220,8 +264,11 @@ def expire_secret(client_id: str, old: bool) -> None:
         raise click.UsageError("say which secret to expire: --old")
     oauth_client = client_service.require_client(client_id)
     ended = client_service.expire_old_secrets(oauth_client, owner_id=client_id)
-    click.echo(f"Ended {ended} previous secret(s) of {client_id}." if ended
-               else f"Client {client_id} has no previous secret in an overlap.")
+    click.echo(
+        f"Ended {ended} previous secret(s) of {client_id}."
+        if ended
+        else f"Client {client_id} has no previous secret in an overlap."
+    )
 
 
 @clients.command("revoke-tokens")

@@ -25,8 +25,12 @@ resource_servers = AppGroup(
 
 
 def _document(server: ResourceServer) -> dict[str, object]:
-    return {"id": server.server_id, "name": server.name, "disabled": server.disabled,
-            "created_at": iso(server.created_at)}
+    return {
+        "id": server.server_id,
+        "name": server.name,
+        "disabled": server.disabled,
+        "created_at": iso(server.created_at),
+    }
 
 
 @resource_servers.command("create")
@@ -54,8 +58,7 @@ def list_command(as_json: bool) -> None:
     if as_json:
         emit_json([_document(s) for s in rows])
         return
-    emit_table(["id", "name", "created"],
-               [[s.server_id, s.name, iso(s.created_at)] for s in rows])
+    emit_table(["id", "name", "created"], [[s.server_id, s.name, iso(s.created_at)] for s in rows])
 
 
 @resource_servers.command("delete")
@@ -75,8 +78,13 @@ def delete(server_id: str, yes: bool) -> None:
 
 @resource_servers.command("rotate-secret")
 @click.argument("server_id")
-@click.option("--overlap", type=Duration(), default="24h", show_default=True,
-              help="How long the previous secret keeps working (90s, 15m, 24h, 7d, 0).")
+@click.option(
+    "--overlap",
+    type=Duration(),
+    default="24h",
+    show_default=True,
+    help="How long the previous secret keeps working (90s, 15m, 24h, 7d, 0).",
+)
 @json_option
 @domain_errors
 def rotate_secret(server_id: str, overlap: timedelta, as_json: bool) -> None:
@@ -105,5 +113,8 @@ def expire_secret(server_id: str, old: bool) -> None:
         raise click.UsageError("say which secret to expire: --old")
     server = client_service.require_resource_server(server_id)
     ended = client_service.expire_old_secrets(server, owner_id=server_id)
-    click.echo(f"Ended {ended} previous secret(s) of {server_id}." if ended
-               else f"Resource server {server_id} has no previous secret in an overlap.")
+    click.echo(
+        f"Ended {ended} previous secret(s) of {server_id}."
+        if ended
+        else f"Resource server {server_id} has no previous secret in an overlap."
+    )

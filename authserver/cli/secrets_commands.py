@@ -15,15 +15,18 @@ from .output import emit_table
 from .output import iso
 
 
-def print_rotation(owner_label: str, issued: client_service.IssuedSecret, as_json: bool,
-                   id_key: str) -> None:
+def print_rotation(
+    owner_label: str, issued: client_service.IssuedSecret, as_json: bool, id_key: str
+) -> None:
     """Show a freshly rotated secret once, and when the old one stops working."""
     if as_json:
-        emit_json({
-            id_key: issued.owner_id,
-            "client_secret": issued.secret,
-            "old_secret_expires_at": iso(issued.old_secret_expires_at),
-        })
+        emit_json(
+            {
+                id_key: issued.owner_id,
+                "client_secret": issued.secret,
+                "old_secret_expires_at": iso(issued.old_secret_expires_at),
+            }
+        )
     else:
         click.echo(f"New secret for {owner_label} {issued.owner_id} (shown once):")
         click.echo(f"  {issued.secret}")
@@ -32,8 +35,9 @@ def print_rotation(owner_label: str, issued: client_service.IssuedSecret, as_jso
         elif issued.old_secret_expires_at <= utcnow():
             click.echo("The previous secret stopped working now.")
         else:
-            click.echo(f"The previous secret keeps working until "
-                       f"{iso(issued.old_secret_expires_at)}.")
+            click.echo(
+                f"The previous secret keeps working until {iso(issued.old_secret_expires_at)}."
+            )
     if issued.ended_early:
         click.echo(
             f"Note: {issued.ended_early} older secret(s) still in an overlap ended now "
@@ -58,9 +62,19 @@ def print_secrets(owner: OAuth2Client | ResourceServer, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    emit_table(["id", "status", "created", "expires", "last used"],
-               [[r["id"], r["status"], r["created_at"], r["expires_at"] or "never",
-                 r["last_used_at"] or "never"] for r in rows])
+    emit_table(
+        ["id", "status", "created", "expires", "last used"],
+        [
+            [
+                r["id"],
+                r["status"],
+                r["created_at"],
+                r["expires_at"] or "never",
+                r["last_used_at"] or "never",
+            ]
+            for r in rows
+        ],
+    )
 
 
 DEFAULT_OVERLAP = timedelta(hours=24)

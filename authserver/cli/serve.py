@@ -14,12 +14,21 @@ import click
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--timeout", type=click.IntRange(1, 3600), default=30, show_default=True,
-              help="Seconds before a stuck worker is restarted.")
-@click.option("--graceful-timeout", type=click.IntRange(1, 3600), default=30,
-              show_default=True, help="Seconds in-flight requests get on SIGTERM.")
-def serve_command(host: str, port: int, workers: int, timeout: int,
-                  graceful_timeout: int) -> None:
+@click.option(
+    "--timeout",
+    type=click.IntRange(1, 3600),
+    default=30,
+    show_default=True,
+    help="Seconds before a stuck worker is restarted.",
+)
+@click.option(
+    "--graceful-timeout",
+    type=click.IntRange(1, 3600),
+    default=30,
+    show_default=True,
+    help="Seconds in-flight requests get on SIGTERM.",
+)
+def serve_command(host: str, port: int, workers: int, timeout: int, graceful_timeout: int) -> None:
     """Serve the app with gunicorn (SIGTERM finishes in-flight requests, then exits).
 
     The process replaces itself with gunicorn's master (exec), so a supervisor's
@@ -32,12 +41,19 @@ def serve_command(host: str, port: int, workers: int, timeout: int,
     env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     argv = [
-        sys.executable, "-m", "gunicorn",
-        "--bind", bind,
-        "--workers", str(workers),
-        "--timeout", str(timeout),
-        "--graceful-timeout", str(graceful_timeout),
-        "--config", "python:authserver.gunicorn_conf",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--timeout",
+        str(timeout),
+        "--graceful-timeout",
+        str(graceful_timeout),
+        "--config",
+        "python:authserver.gunicorn_conf",
         "authserver.wsgi:app",
     ]
     sys.stdout.flush()

@@ -72,25 +72,44 @@ def revoke(username: str | None, client_id: str | None, raw_token: str | None) -
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked grants.")
 @json_option
 @domain_errors
-def list_command(username: str | None, client_id: str | None, include_revoked: bool,
-                 as_json: bool) -> None:
+def list_command(
+    username: str | None, client_id: str | None, include_revoked: bool, as_json: bool
+) -> None:
     """List token families (grants); never the tokens themselves."""
     user = user_service.require_user(username) if username is not None else None
     oauth_client = client_service.require_client(client_id) if client_id is not None else None
-    families = token_service.list_families(user=user, oauth_client=oauth_client,
-                                           live_only=not include_revoked)
+    families = token_service.list_families(
+        user=user, oauth_client=oauth_client, live_only=not include_revoked
+    )
     rows = [
-        {"family": f.id, "user": f.user.username, "client_id": f.oauth_client.client_id,
-         "scope": f.scope, "created_at": iso(f.created_at), "revoked_at": iso(f.revoked_at),
-         "revoke_reason": f.revoke_reason}
+        {
+            "family": f.id,
+            "user": f.user.username,
+            "client_id": f.oauth_client.client_id,
+            "scope": f.scope,
+            "created_at": iso(f.created_at),
+            "revoked_at": iso(f.revoked_at),
+            "revoke_reason": f.revoke_reason,
+        }
         for f in families
     ]
     if as_json:
         emit_json(rows)
         return
-    emit_table(["family", "user", "client_id", "scope", "created", "revoked"],
-               [[r["family"], r["user"], r["client_id"], r["scope"], r["created_at"],
-                 r["revoked_at"] or ""] for r in rows])
+    emit_table(
+        ["family", "user", "client_id", "scope", "created", "revoked"],
+        [
+            [
+                r["family"],
+                r["user"],
+                r["client_id"],
+                r["scope"],
+                r["created_at"],
+                r["revoked_at"] or "",
+            ]
+            for r in rows
+        ],
+    )
 
 
 @tokens.command("purge")
@@ -98,8 +117,11 @@ def list_command(username: str | None, client_id: str | None, include_revoked: b
 def purge(as_json: bool) -> None:
     """Erase expired replay ciphertexts, dead codes and dead families (batched)."""
     result = token_service.purge()
-    document = {"ciphertexts_erased": result.ciphertexts, "codes_deleted": result.codes,
-                "families_deleted": result.families}
+    document = {
+        "ciphertexts_erased": result.ciphertexts,
+        "codes_deleted": result.codes,
+        "families_deleted": result.families,
+    }
     if as_json:
         emit_json(document)
     else:

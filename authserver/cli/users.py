@@ -39,9 +39,7 @@ def read_password(from_stdin: bool) -> str:
             # Under a C locale stdin decodes with surrogateescape; argon2 needs UTF-8.
             data.encode("utf-8")
         except UnicodeError:
-            raise click.ClickException(
-                "the password on stdin is not valid UTF-8"
-            ) from None
+            raise click.ClickException("the password on stdin is not valid UTF-8") from None
         return data
     if not sys.stdin.isatty():
         raise click.ClickException(
@@ -58,8 +56,9 @@ def read_password(from_stdin: bool) -> str:
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
 @json_option
 @domain_errors
-def create(username: str, name: str, email: str | None, password_stdin: bool,
-           as_json: bool) -> None:
+def create(
+    username: str, name: str, email: str | None, password_stdin: bool, as_json: bool
+) -> None:
     """Create a user."""
     password = read_password(password_stdin)
     user = user_service.create_user(username, name=name, email=email, password=password)
@@ -80,8 +79,17 @@ def list_command(as_json: bool) -> None:
         return
     emit_table(
         ["username", "id", "name", "email", "disabled", "created"],
-        [[u.username, u.public_id, u.name, u.email, "yes" if u.disabled else "no",
-          iso(u.created_at)] for u in rows],
+        [
+            [
+                u.username,
+                u.public_id,
+                u.name,
+                u.email,
+                "yes" if u.disabled else "no",
+                iso(u.created_at),
+            ]
+            for u in rows
+        ],
     )
 
 
@@ -96,17 +104,28 @@ def show(username: str, as_json: bool) -> None:
     if as_json:
         document = _user_document(user)
         document["connected_apps"] = [
-            {"client_id": a.client_id, "name": a.name, "scopes": a.scopes,
-             "connected_at": iso(a.connected_at), "live_grants": a.live_grants}
+            {
+                "client_id": a.client_id,
+                "name": a.name,
+                "scopes": a.scopes,
+                "connected_at": iso(a.connected_at),
+                "live_grants": a.live_grants,
+            }
             for a in apps
         ]
         emit_json(document)
         return
-    click.echo(f"{user.username} ({user.name}) id={user.public_id} "
-               f"disabled={'yes' if user.disabled else 'no'}")
-    emit_table(["client_id", "name", "scopes", "connected", "live grants"],
-               [[a.client_id, a.name, " ".join(a.scopes), iso(a.connected_at), a.live_grants]
-                for a in apps])
+    click.echo(
+        f"{user.username} ({user.name}) id={user.public_id} "
+        f"disabled={'yes' if user.disabled else 'no'}"
+    )
+    emit_table(
+        ["client_id", "name", "scopes", "connected", "live grants"],
+        [
+            [a.client_id, a.name, " ".join(a.scopes), iso(a.connected_at), a.live_grants]
+            for a in apps
+        ],
+    )
 
 
 @users.command("set-password")

@@ -59,8 +59,9 @@ def _post_form(page: requests.Response) -> _Form:
     parser.feed(page.text)
     forms = [f for f in parser.forms if f.method == "post"]
     if not forms:
-        raise CheckFailedError(f"expected a form at {_path(page.url)}, got none "
-                               f"(HTTP {page.status_code})")
+        raise CheckFailedError(
+            f"expected a form at {_path(page.url)}, got none (HTTP {page.status_code})"
+        )
     return forms[0]
 
 
@@ -108,8 +109,9 @@ class Checker:
         """Return an absolute URL on the deployment."""
         return self.base_url.rstrip("/") + path
 
-    def request(self, method: str, url: str, *, browser: bool = True,
-                **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, url: str, *, browser: bool = True, **kwargs: Any
+    ) -> requests.Response:
         """Send one request without following redirects; network errors fail the check.
 
         ``browser`` requests carry the login cookies; the others are IFTTT's
@@ -127,8 +129,13 @@ class Checker:
     def token_request(self, **data: str) -> requests.Response:
         """POST to the token endpoint as IFTTT does: form body with the credentials."""
         body = {"client_id": self.client_id, "client_secret": self.client_secret, **data}
-        return self.request("POST", self.url("/oauth/token"), browser=False, data=body,
-                            headers={"Accept": "application/json"})
+        return self.request(
+            "POST",
+            self.url("/oauth/token"),
+            browser=False,
+            data=body,
+            headers={"Accept": "application/json"},
+        )
 
     def user_info(self, access_token: str) -> requests.Response:
         """GET user info with IFTTT's headers."""
@@ -147,8 +154,7 @@ class Checker:
 
 def check_authorize(c: Checker) -> str:
     """Authorize, log in, consent; expect a redirect with a code and the same state."""
-    params = {"client_id": c.client_id, "response_type": "code", "scope": c.scope,
-              "state": c.state}
+    params = {"client_id": c.client_id, "response_type": "code", "scope": c.scope, "state": c.state}
     if c.redirect_uri:
         params["redirect_uri"] = c.redirect_uri
     url = c.url("/oauth/authorize?" + urlencode(params))
@@ -231,8 +237,11 @@ def check_user_info(c: Checker) -> str:
     response = c.user_info(c.tokens["access_token"])
     if response.status_code != 200:
         raise CheckFailedError(f"user info answered {_describe(response)}")
-    data = response.json().get("data") if response.headers.get(
-        "Content-Type", "").startswith("application/json") else None
+    data = (
+        response.json().get("data")
+        if response.headers.get("Content-Type", "").startswith("application/json")
+        else None
+    )
     if not isinstance(data, dict) or not data.get("id") or not data.get("name"):
         raise CheckFailedError("user info body lacks data.id or data.name")
     if len(str(data["id"])) > 200:
@@ -265,8 +274,7 @@ def check_refresh(c: Checker) -> str:
     """Refresh with the refresh token; the new access token must work."""
     if c.tokens is None:
         raise CheckFailedError("skipped: no refresh token")
-    response = c.token_request(grant_type="refresh_token",
-                               refresh_token=c.tokens["refresh_token"])
+    response = c.token_request(grant_type="refresh_token", refresh_token=c.tokens["refresh_token"])
     if response.status_code != 200:
         raise CheckFailedError(f"token endpoint answered {_describe(response)}")
     body = response.json()
@@ -283,8 +291,7 @@ def check_older_refresh_token(c: Checker) -> str:
     """Refresh again with the previous refresh token (IFTTT's older-token check)."""
     if c.tokens is None or c.refreshed is None:
         raise CheckFailedError("skipped: no refresh happened")
-    response = c.token_request(grant_type="refresh_token",
-                               refresh_token=c.tokens["refresh_token"])
+    response = c.token_request(grant_type="refresh_token", refresh_token=c.tokens["refresh_token"])
     if response.status_code != 200:
         raise CheckFailedError(
             f"the previous refresh token was refused right after a refresh "
@@ -294,8 +301,9 @@ def check_older_refresh_token(c: Checker) -> str:
         )
     body = response.json()
     if not body.get("access_token") or c.user_info(body["access_token"]).status_code != 200:
-        raise CheckFailedError("the previous refresh token gave an access token that "
-                               "user info refuses")
+        raise CheckFailedError(
+            "the previous refresh token gave an access token that user info refuses"
+        )
     newest = c.refreshed.get("refresh_token")
     if newest and c.user_info(c.refreshed["access_token"]).status_code != 200:
         raise CheckFailedError("using the previous refresh token revoked the newer tokens")
@@ -345,15 +353,30 @@ def run_checks(checker: Checker, echo: Callable[[str], None]) -> int:
 @click.option("--client-secret", required=True, help="That client's secret.")
 @click.option("--username", required=True, help="A test account (IFTTT's demo account).")
 @click.option("--password", required=True, help="That account's password.")
-@click.option("--redirect-uri", default=None,
-              help="IFTTT's redirect URI, https://ifttt.com/channels/<service>/authorize "
-                   "(default: the client's only registered URI).")
+@click.option(
+    "--redirect-uri",
+    default=None,
+    help="IFTTT's redirect URI, https://ifttt.com/channels/<service>/authorize "
+    "(default: the client's only registered URI).",
+)
 @click.option("--scope", default="ifttt", show_default=True, help="Scope IFTTT requests.")
-@click.option("--timeout", type=click.FloatRange(0.1, 120), default=10.0, show_default=True,
-              help="Seconds to wait for each answer.")
-def ifttt_check_command(base_url: str, client_id: str, client_secret: str, username: str,
-                        password: str, redirect_uri: str | None, scope: str,
-                        timeout: float) -> None:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 120),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for each answer.",
+)
+def ifttt_check_command(
+    base_url: str,
+    client_id: str,
+    client_secret: str,
+    username: str,
+    password: str,
+    redirect_uri: str | None,
+    scope: str,
+    timeout: float,
+) -> None:
     """Run IFTTT's connection-test checks against a running deployment over HTTP.
 
     Prints one PASS/FAIL line per check; exits 1 when any check fails. The test
@@ -362,9 +385,16 @@ def ifttt_check_command(base_url: str, client_id: str, client_secret: str, usern
     parts = urlsplit(base_url)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
         raise click.BadParameter("must be an http(s) URL", param_hint="--base-url")
-    checker = Checker(base_url=base_url.rstrip("/"), client_id=client_id,
-                      client_secret=client_secret, username=username, password=password,
-                      redirect_uri=redirect_uri, scope=scope, timeout=timeout)
+    checker = Checker(
+        base_url=base_url.rstrip("/"),
+        client_id=client_id,
+        client_secret=client_secret,
+        username=username,
+        password=password,
+        redirect_uri=redirect_uri,
+        scope=scope,
+        timeout=timeout,
+    )
     failed = run_checks(checker, click.echo)
     total = len(CHECKS)
     if failed:

@@ -229,9 +229,7 @@ class TokenFamily(Model):
     """One authorization: every token issued from one code (or one CLI issue)."""
 
     __tablename__ = "token_families"
-    __table_args__ = (
-        Index("ix_token_families_user_client", "user_id", "oauth_client_id"),
-    )
+    __table_args__ = (Index("ix_token_families_user_client", "user_id", "oauth_client_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -257,9 +255,7 @@ class AuthorizationCode(Model):
     oauth_client_id: Mapped[int] = mapped_column(
         ForeignKey("oauth2_clients.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     redirect_uri: Mapped[str] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(String(500))
     code_challenge: Mapped[str | None] = mapped_column(String(128))

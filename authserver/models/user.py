@@ -26,9 +26,7 @@ class User(Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    public_id: Mapped[str] = mapped_column(
-        String(64), unique=True, default=new_public_id
-    )
+    public_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_public_id)
     username: Mapped[str] = mapped_column(String(150), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))

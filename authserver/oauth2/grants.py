@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from typing import ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc6749 import InvalidRequestError
@@ -25,7 +26,7 @@ class S256CodeChallenge(CodeChallenge):
     """PKCE with S256 only; required for public clients (RFC 9700 §2.1.1)."""
 
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
-    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         """Reject plain PKCE, and public clients that send no challenge."""
@@ -85,9 +86,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             code_challenge_method=payload.data.get("code_challenge_method"),
         )
 
-    def query_authorization_code(
-        self, code: str, client: OAuth2Client
-    ) -> RedeemableCode | None:
+    def query_authorization_code(self, code: str, client: OAuth2Client) -> RedeemableCode | None:
         """Find a redeemable code; a replayed one revokes its tokens and fails."""
         if not isinstance(code, str) or len(code) > 512:
             return None

@@ -70,7 +70,7 @@ class AuthorizationServer(_FlaskServer):
     def get_token_grant(self, request: Any) -> Any:
         """Find the grant; an unprintable or overlong grant_type is not echoed back."""
         if not _describable(request.payload.grant_type):
-            raise _UnsupportedGrantType()
+            raise _UnsupportedGrantTypeError()
         return super().get_token_grant(request)
 
     def create_oauth2_request(self, request: Any) -> Any:
@@ -94,14 +94,16 @@ class AuthorizationServer(_FlaskServer):
                 metrics_hook("client_auth_failed")
         response: Response = super().handle_error_response(request, error)
         if isinstance(error, InvalidClientError):
-            response.headers["WWW-Authenticate"] = 'Basic realm="authserver", error="invalid_client"'
+            response.headers["WWW-Authenticate"] = (
+                'Basic realm="authserver", error="invalid_client"'
+            )
         return response
 
 
 def reject_duplicate_parameters() -> None:
     """Refuse a parameter given twice, in the query or body or both (RFC 6749 §3.1).
 
-    :raises DuplicateParameter: naming the parameter when its name is printable.
+    :raises DuplicateParameterError: naming the parameter when its name is printable.
     """
     form, args = flask_request.form, flask_request.args
     # Checked per source, then across them: cheaper than merging both into
@@ -109,14 +111,16 @@ def reject_duplicate_parameters() -> None:
     for source in (form, args):
         for key, values in source.lists():
             if len(values) > 1:
-                raise _DuplicateParameter(key)
+                raise DuplicateParameterError(key)
     if form and args:
         for key in args:
             if key in form:
-                raise _DuplicateParameter(key)
+                raise DuplicateParameterError(key)
 
 
-class _DuplicateParameter(InvalidRequestError):
+class DuplicateParameterError(InvalidRequestError):
+    """A parameter was given more than once (RFC 6749 §3.1)."""
+
     def __init__(self, key: str) -> None:
         # RFC 6749 §5.2: error_description is printable ASCII without '"' and '\';
         # Authlib refuses anything else, so a hostile name is not echoed.
@@ -133,7 +137,7 @@ def _describable(value: str | None) -> bool:
     return value is None or _DESCRIBABLE.fullmatch(value) is not None
 
 
-class _UnsupportedGrantType(UnsupportedGrantTypeError):
+class _UnsupportedGrantTypeError(UnsupportedGrantTypeError):
     def __init__(self) -> None:
         super().__init__(None)
 
@@ -222,9 +226,7 @@ def init_oauth2(app: Flask) -> None:
     server.init_app(app)
     # Both secret methods read the client and its secret in one query (by the
     # secret's digest) instead of loading the mapped client and its secrets.
-    server.register_client_auth_method(
-        "client_secret_basic", authenticate_client_secret_basic
-    )
+    server.register_client_auth_method("client_secret_basic", authenticate_client_secret_basic)
     server.register_client_auth_method("client_secret_post", authenticate_client_secret_post)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     server.register_grant(RefreshTokenGrant)
@@ -243,6 +245,3 @@ def authorization_server() -> AuthorizationServer:
 def handle_duplicate(error: OAuth2Error) -> Response:
     """Turn a duplicate-parameter error raised while parsing into a JSON answer."""
     return authorization_server().handle_error_response(None, error)
-
-
-DuplicateParameter = _DuplicateParameter

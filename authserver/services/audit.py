@@ -36,10 +36,17 @@ EVENT_TYPES = (
 
 # Detail keys that would name a credential; a caller passing one is a bug, caught
 # before anything reaches the table or the log.
-_CREDENTIAL_KEYS = frozenset({
-    "secret", "client_secret", "token", "access_token", "refresh_token", "code",
-    "password",
-})
+_CREDENTIAL_KEYS = frozenset(
+    {
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "code",
+        "password",
+    }
+)
 
 
 def record_event(
@@ -77,8 +84,9 @@ def record_event(
         client_id,
         username,
         " ".join(f"{k}={v}" for k, v in sorted(details.items())),
-        extra={"audit": {"event": event_type, "client_id": client_id,
-                         "username": username, **details}},
+        extra={
+            "audit": {"event": event_type, "client_id": client_id, "username": username, **details}
+        },
     )
     return event
 

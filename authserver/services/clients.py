@@ -81,8 +81,10 @@ def _check_scopes(scopes: list[str]) -> list[str]:
     cleaned: list[str] = []
     for scope in scopes:
         # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-        if not scope or len(scope) > 100 or any(
-            ch in ' "\\' or not 0x21 <= ord(ch) <= 0x7E for ch in scope
+        if (
+            not scope
+            or len(scope) > 100
+            or any(ch in ' "\\' or not 0x21 <= ord(ch) <= 0x7E for ch in scope)
         ):
             raise ValidationError(f"invalid scope {scope!r}")
         if scope not in cleaned:
@@ -98,8 +100,11 @@ def _check_name(name: str) -> str:
 
 
 def check_lifetimes(
-    *, access_token_lifetime: int | None, refresh_grace_lifetime: int | None,
-    default_access: int, default_grace: int,
+    *,
+    access_token_lifetime: int | None,
+    refresh_grace_lifetime: int | None,
+    default_access: int,
+    default_grace: int,
 ) -> None:
     """Refuse negative lifetimes and a grace period longer than the access lifetime.
 
@@ -148,8 +153,11 @@ def register_client(
             uris.append(checked)
     scope_list = _check_scopes(list(scopes) if scopes else list(DEFAULT_SCOPES))
     if client_id is not None:
-        if not client_id or len(client_id) > 64 or not client_id.isascii() or any(
-            ch.isspace() or ch == ":" or not ch.isprintable() for ch in client_id
+        if (
+            not client_id
+            or len(client_id) > 64
+            or not client_id.isascii()
+            or any(ch.isspace() or ch == ":" or not ch.isprintable() for ch in client_id)
         ):
             raise ValidationError("client id must be 1-64 ASCII characters, no spaces or ':'")
         if get_client(client_id) is not None:
@@ -381,11 +389,19 @@ _servers = ResourceServer.__table__.c
 _clients = OAuth2Client.__table__.c
 _MATCH_SECRET = (
     select(
-        _secrets.id, _secrets.expires_at, _secrets.last_used_at,
-        _servers.id.label("rs_pk"), _servers.server_id, _servers.disabled.label("rs_disabled"),
-        _clients.id.label("client_pk"), _clients.client_id,
-        _clients.disabled.label("client_disabled"), _clients.is_confidential,
-        _clients.redirect_uris, _clients.scopes, _clients.access_token_lifetime,
+        _secrets.id,
+        _secrets.expires_at,
+        _secrets.last_used_at,
+        _servers.id.label("rs_pk"),
+        _servers.server_id,
+        _servers.disabled.label("rs_disabled"),
+        _clients.id.label("client_pk"),
+        _clients.client_id,
+        _clients.disabled.label("client_disabled"),
+        _clients.is_confidential,
+        _clients.redirect_uris,
+        _clients.scopes,
+        _clients.access_token_lifetime,
         _clients.refresh_grace_lifetime,
     )
     .select_from(CredentialSecret.__table__)
@@ -423,8 +439,15 @@ def authenticate_client(client_id: str, secret: str) -> AuthenticatedClient | No
     if match.owner_kind != "client":
         return None
     return AuthenticatedClient(
-        row.client_pk, row.client_id, list(row.redirect_uris or []), list(row.scopes or []),
-        True, False, row.access_token_lifetime, row.refresh_grace_lifetime, match,
+        row.client_pk,
+        row.client_id,
+        list(row.redirect_uris or []),
+        list(row.scopes or []),
+        True,
+        False,
+        row.access_token_lifetime,
+        row.refresh_grace_lifetime,
+        match,
     )
 
 
@@ -448,12 +471,14 @@ def _match(owner_id: str, secret: str) -> tuple[SecretMatch, Any] | None:
     if row.rs_pk is not None:
         if row.rs_disabled or row.server_id != owner_id:
             return None
-        return SecretMatch("resource_server", row.rs_pk, row.server_id, row.id,
-                           row.expires_at, row.last_used_at), row
+        return SecretMatch(
+            "resource_server", row.rs_pk, row.server_id, row.id, row.expires_at, row.last_used_at
+        ), row
     if row.client_disabled or not row.is_confidential or row.client_id != owner_id:
         return None
-    return SecretMatch("client", row.client_pk, row.client_id, row.id,
-                       row.expires_at, row.last_used_at), row
+    return SecretMatch(
+        "client", row.client_pk, row.client_id, row.id, row.expires_at, row.last_used_at
+    ), row
 
 
 def record_secret_use(owner: OAuth2Client | ResourceServer, *, owner_id: str) -> None:
@@ -462,8 +487,9 @@ def record_secret_use(owner: OAuth2Client | ResourceServer, *, owner_id: str) ->
     if matched is None:
         return
     kind = "client" if isinstance(owner, OAuth2Client) else "resource_server"
-    note_secret_use(SecretMatch(kind, owner.id, owner_id, matched.id, matched.expires_at,
-                                matched.last_used_at))
+    note_secret_use(
+        SecretMatch(kind, owner.id, owner_id, matched.id, matched.expires_at, matched.last_used_at)
+    )
 
 
 def note_secret_use(match: SecretMatch) -> None:
@@ -485,7 +511,8 @@ def note_secret_use(match: SecretMatch) -> None:
         # The newest secret's creation is the rotation; a use from before it (even a
         # few seconds before) must not hide the first use after it.
         owner_column = (
-            _secrets.oauth_client_id if match.owner_kind == "client"
+            _secrets.oauth_client_id
+            if match.owner_kind == "client"
             else _secrets.resource_server_id
         )
         rotated_at = db.session.scalar(
@@ -495,8 +522,11 @@ def note_secret_use(match: SecretMatch) -> None:
             rotated_at is not None and last_used < rotated_at
         )
         if due or first_since_rotation:
-            kwargs = ({"client_id": match.owner_id} if match.owner_kind == "client"
-                      else {"resource_server": match.owner_id})
+            kwargs = (
+                {"client_id": match.owner_id}
+                if match.owner_kind == "client"
+                else {"resource_server": match.owner_id}
+            )
             record_event("secret.used_old", **kwargs)
             due = True
     if due:
@@ -513,11 +543,13 @@ def revoke_client_families(oauth_client: OAuth2Client, *, reason: str) -> int:
 
     Each revoked family gets a ``family.revoked`` audit row with the reason.
     """
-    family_ids = list(db.session.scalars(
-        select(TokenFamily.id).where(
-            TokenFamily.oauth_client_id == oauth_client.id, TokenFamily.revoked_at.is_(None)
+    family_ids = list(
+        db.session.scalars(
+            select(TokenFamily.id).where(
+                TokenFamily.oauth_client_id == oauth_client.id, TokenFamily.revoked_at.is_(None)
+            )
         )
-    ))
+    )
     if not family_ids:
         return 0
     db.session.execute(
@@ -527,8 +559,13 @@ def revoke_client_families(oauth_client: OAuth2Client, *, reason: str) -> int:
         .execution_options(synchronize_session=False)
     )
     for family_id in family_ids:
-        record_event("family.revoked", actor="cli", client_id=oauth_client.client_id,
-                     family=family_id, reason=reason)
+        record_event(
+            "family.revoked",
+            actor="cli",
+            client_id=oauth_client.client_id,
+            family=family_id,
+            reason=reason,
+        )
     return len(family_ids)
 
 
@@ -550,11 +587,15 @@ def get_resource_server(server_id: str) -> ResourceServer | None:
     if not server_id or len(server_id) > 64 or "\x00" in server_id:
         return None
     # Introspection is the hot path: load the secrets in the same query.
-    return db.session.scalars(
-        select(ResourceServer)
-        .options(joinedload(ResourceServer.secrets))
-        .where(ResourceServer.server_id == server_id)
-    ).unique().first()
+    return (
+        db.session.scalars(
+            select(ResourceServer)
+            .options(joinedload(ResourceServer.secrets))
+            .where(ResourceServer.server_id == server_id)
+        )
+        .unique()
+        .first()
+    )
 
 
 def require_resource_server(server_id: str) -> ResourceServer:

@@ -63,7 +63,8 @@ class ConnectedApp:
 def connected_apps(user: User) -> list[ConnectedApp]:
     """Return the apps the user has connected, by name."""
     rows = db.session.execute(
-        select(OAuth2Client, Consent).join(Consent, Consent.oauth_client_id == OAuth2Client.id)
+        select(OAuth2Client, Consent)
+        .join(Consent, Consent.oauth_client_id == OAuth2Client.id)
         .where(Consent.user_id == user.id)
     ).all()
     by_client: dict[int, tuple[OAuth2Client, list[str], datetime | None]] = {}
@@ -72,11 +73,15 @@ def connected_apps(user: User) -> list[ConnectedApp]:
         scopes.append(consent.scope)
         when = consent.granted_at if first is None else min(first, consent.granted_at)
         by_client[oauth_client.id] = (oauth_client, scopes, when)
-    families = db.session.execute(
-        select(TokenFamily.oauth_client_id).where(
-            TokenFamily.user_id == user.id, TokenFamily.revoked_at.is_(None)
+    families = (
+        db.session.execute(
+            select(TokenFamily.oauth_client_id).where(
+                TokenFamily.user_id == user.id, TokenFamily.revoked_at.is_(None)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     for client_pk in set(families) - set(by_client):
         extra_client = db.session.get(OAuth2Client, client_pk)
         if extra_client is not None:

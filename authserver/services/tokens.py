@@ -156,9 +156,17 @@ class RedeemableCode:
 _codes = AuthorizationCode.__table__.c
 _PRESENTED_CODE = (
     select(
-        _codes.id, _codes.oauth_client_id, _codes.user_id, _codes.redirect_uri, _codes.scope,
-        _codes.code_challenge, _codes.code_challenge_method, _codes.expires_at,
-        _codes.used_at, _users.public_id, _users.disabled,
+        _codes.id,
+        _codes.oauth_client_id,
+        _codes.user_id,
+        _codes.redirect_uri,
+        _codes.scope,
+        _codes.code_challenge,
+        _codes.code_challenge_method,
+        _codes.expires_at,
+        _codes.used_at,
+        _users.public_id,
+        _users.disabled,
     )
     .select_from(AuthorizationCode.__table__)
     .join(User.__table__, _users.id == _codes.user_id)
@@ -172,9 +180,7 @@ def find_authorization_code(code: str, oauth_client: Any) -> RedeemableCode | No
     A code that was already used is a replay: RFC 6749 §4.1.2 says the tokens issued
     from it SHOULD be revoked, which happens here (and is committed) before None.
     """
-    row = db.session.connection().execute(
-        _PRESENTED_CODE, {"digest": hash_token(code)}
-    ).first()
+    row = db.session.connection().execute(_PRESENTED_CODE, {"digest": hash_token(code)}).first()
     if row is None or row.oauth_client_id != oauth_client.id:
         return None
     if row.used_at is not None:
@@ -182,9 +188,16 @@ def find_authorization_code(code: str, oauth_client: Any) -> RedeemableCode | No
         return None
     if utcnow() >= row.expires_at:
         return None
-    return RedeemableCode(row.id, row.user_id, row.redirect_uri, row.scope,
-                          row.code_challenge, row.code_challenge_method, row.public_id,
-                          row.disabled)
+    return RedeemableCode(
+        row.id,
+        row.user_id,
+        row.redirect_uri,
+        row.scope,
+        row.code_challenge,
+        row.code_challenge_method,
+        row.public_id,
+        row.disabled,
+    )
 
 
 def _handle_code_replay(code_id: int, oauth_client: OAuth2Client) -> None:
@@ -245,10 +258,15 @@ _INSERT_FAMILY = insert(_table(TokenFamily))
 
 
 def _insert_family(user_id: int, oauth_client_id: int, scope: str, now: datetime) -> int:
-    result = db.session.execute(_INSERT_FAMILY, {
-        "user_id": user_id, "oauth_client_id": oauth_client_id, "scope": scope,
-        "created_at": now,
-    })
+    result = db.session.execute(
+        _INSERT_FAMILY,
+        {
+            "user_id": user_id,
+            "oauth_client_id": oauth_client_id,
+            "scope": scope,
+            "created_at": now,
+        },
+    )
     family_id: int = result.inserted_primary_key[0]  # type: ignore[attr-defined]
     return family_id
 
@@ -275,19 +293,31 @@ def _issue(
     if reuse_refresh is not None:
         refresh_id, refresh_raw = reuse_refresh
     elif include_refresh_token:
-        result = db.session.execute(_INSERT_REFRESH, {
-            "token_hash": hash_token(refresh_raw), "family_id": family.id,
-            "parent_id": parent_id, "issued_at": now, "replay_count": 0,
-        })
+        result = db.session.execute(
+            _INSERT_REFRESH,
+            {
+                "token_hash": hash_token(refresh_raw),
+                "family_id": family.id,
+                "parent_id": parent_id,
+                "issued_at": now,
+                "replay_count": 0,
+            },
+        )
         refresh_id = result.inserted_primary_key[0]  # type: ignore[attr-defined]
     else:
         refresh_raw = None  # type: ignore[assignment]
     expires_at = now + policy.access_lifetime if policy.access_lifetime else None
-    db.session.execute(_INSERT_ACCESS, {
-        "token_hash": hash_token(access_raw), "family_id": family.id,
-        "refresh_token_id": refresh_id, "scope": family.scope, "issued_at": now,
-        "expires_at": expires_at,
-    })
+    db.session.execute(
+        _INSERT_ACCESS,
+        {
+            "token_hash": hash_token(access_raw),
+            "family_id": family.id,
+            "refresh_token_id": refresh_id,
+            "scope": family.scope,
+            "issued_at": now,
+            "expires_at": expires_at,
+        },
+    )
     return token_response(access_raw, expires_at, refresh_raw, family.scope, now)
 
 
@@ -328,9 +358,15 @@ _refresh = RefreshToken.__table__.c
 # their cache keys, and no ORM object is loaded on the way.
 _PRESENTED_REFRESH = (
     select(
-        _refresh.id, _refresh.family_id, _refresh.rotated_at, _refresh.revoked_at,
-        _families.revoked_at.label("family_revoked_at"), _families.oauth_client_id,
-        _families.scope, _users.public_id, _users.disabled.label("user_disabled"),
+        _refresh.id,
+        _refresh.family_id,
+        _refresh.rotated_at,
+        _refresh.revoked_at,
+        _families.revoked_at.label("family_revoked_at"),
+        _families.oauth_client_id,
+        _families.scope,
+        _users.public_id,
+        _users.disabled.label("user_disabled"),
     )
     .select_from(RefreshToken.__table__)
     .join(TokenFamily.__table__, _families.id == _refresh.family_id)
@@ -366,9 +402,11 @@ def refresh(
     """
     now = utcnow()
     policy = policy_for(oauth_client)
-    found = db.session.connection().execute(
-        _PRESENTED_REFRESH, {"digest": hash_token(presented)}
-    ).first()
+    found = (
+        db.session.connection()
+        .execute(_PRESENTED_REFRESH, {"digest": hash_token(presented)})
+        .first()
+    )
     if found is None or found.oauth_client_id != oauth_client.id:
         # Another client's token is not this client's to revoke: just refuse it.
         raise GrantError("The refresh token is invalid.")
@@ -395,21 +433,30 @@ def refresh(
     expires_at = now + policy.access_lifetime if policy.access_lifetime else None
     sealed = None
     if policy.grace > timedelta(0):
-        sealed = seal_successor(presented, {
-            "access_token": access_raw,
-            "refresh_token": refresh_raw,
-            "expires_at": epoch(expires_at) if expires_at is not None else None,
-        })
-    claimed = db.session.execute(_CLAIM_REFRESH, {
-        "row_id": row.id, "claimed_at": now, "grace_until": now + policy.grace,
-        "sealed": sealed,
-    })
+        sealed = seal_successor(
+            presented,
+            {
+                "access_token": access_raw,
+                "refresh_token": refresh_raw,
+                "expires_at": epoch(expires_at) if expires_at is not None else None,
+            },
+        )
+    claimed = db.session.execute(
+        _CLAIM_REFRESH,
+        {
+            "row_id": row.id,
+            "claimed_at": now,
+            "grace_until": now + policy.grace,
+            "sealed": sealed,
+        },
+    )
     if claimed.rowcount == 1:  # type: ignore[attr-defined]
         # The UNIQUE parent link is checked when the successor's INSERT runs, not only
         # at commit, so the whole unit of work sits inside the try.
         try:
-            body = _issue(family, policy, now, True, parent_id=row.id,
-                          new_tokens=(access_raw, refresh_raw))
+            body = _issue(
+                family, policy, now, True, parent_id=row.id, new_tokens=(access_raw, refresh_raw)
+            )
             db.session.commit()
         except IntegrityError:
             # The UNIQUE parent link caught a second successor: take the replay path.
@@ -465,7 +512,11 @@ def _replay(
             log.info("refresh replay within grace family=%s", row.family_id)
             _count("replays")
             return token_response(
-                payload["access_token"], expires_at, payload["refresh_token"], row.scope, now,
+                payload["access_token"],
+                expires_at,
+                payload["refresh_token"],
+                row.scope,
+                now,
             )
     db.session.rollback()
     _reuse_detected(row, oauth_client, policy, why="rotated token reused")
@@ -478,7 +529,9 @@ def _reuse_detected(
     """Refuse a used refresh token; revoke its family (RFC 9700 §4.14.2); commit."""
     security_log.warning(
         "refresh token reuse detected client_id=%s family=%s reason=%s",
-        oauth_client.client_id, row.family_id, why,
+        oauth_client.client_id,
+        row.family_id,
+        why,
     )
     _count("reuse")
     if policy.reuse_revokes_family:
@@ -490,8 +543,9 @@ def _reuse_detected(
 # Revocation ---------------------------------------------------------------------
 
 
-def _revoke_family(family_id: int, *, reason: str, client_id: str | None = None,
-                   username: str | None = None) -> bool:
+def _revoke_family(
+    family_id: int, *, reason: str, client_id: str | None = None, username: str | None = None
+) -> bool:
     """Revoke one family in a single UPDATE (no commit); tell if it was live."""
     result = db.session.execute(
         update(TokenFamily)
@@ -510,14 +564,20 @@ def _revoke_family(family_id: int, *, reason: str, client_id: str | None = None,
                 .where(TokenFamily.id == family_id)
             ).one()
             client_id, username = client_id or names[0], username or names[1]
-        record_event("family.revoked", client_id=client_id, username=username,
-                     family=family_id, reason=reason)
+        record_event(
+            "family.revoked",
+            client_id=client_id,
+            username=username,
+            family=family_id,
+            reason=reason,
+        )
         _count("family_revoked")
     return revoked
 
 
-def revoke_family(family_id: int, *, reason: str, client_id: str | None = None,
-                  username: str | None = None) -> bool:
+def revoke_family(
+    family_id: int, *, reason: str, client_id: str | None = None, username: str | None = None
+) -> bool:
     """Revoke a family and commit; tell whether it was live."""
     revoked = _revoke_family(family_id, reason=reason, client_id=client_id, username=username)
     db.session.commit()
@@ -549,6 +609,7 @@ def revoke_families(
 def find_token(raw: str, hint: str | None = None) -> AccessToken | RefreshToken | None:
     """Look a token up by its digest, trying the hinted type first."""
     digest = hash_token(raw)
+
     def access() -> AccessToken | None:
         return db.session.scalar(select(AccessToken).where(AccessToken.token_hash == digest))
 
@@ -617,9 +678,16 @@ class ActiveAccessToken:
 # client enabled), evaluated by the database on one indexed row.
 _ACTIVE_ACCESS_TOKEN = (
     select(
-        _access.id, _access.family_id, _access.scope, _access.issued_at, _access.expires_at,
-        _clients.id.label("client_pk"), _clients.client_id,
-        _users.public_id, _users.username, _users.name,
+        _access.id,
+        _access.family_id,
+        _access.scope,
+        _access.issued_at,
+        _access.expires_at,
+        _clients.id.label("client_pk"),
+        _clients.client_id,
+        _users.public_id,
+        _users.username,
+        _users.name,
     )
     .select_from(AccessToken.__table__)
     .join(TokenFamily.__table__, _families.id == _access.family_id)
@@ -644,15 +712,28 @@ def find_active_access_token(raw: str) -> ActiveAccessToken | None:
     if not raw or len(raw) > 512:
         return None
     # Core statement on the session's connection: skips the ORM's execute layer.
-    row = db.session.connection().execute(
-        _ACTIVE_ACCESS_TOKEN,
-        {"digest": hash_token(raw), "now": utcnow()},
-    ).first()
+    row = (
+        db.session.connection()
+        .execute(
+            _ACTIVE_ACCESS_TOKEN,
+            {"digest": hash_token(raw), "now": utcnow()},
+        )
+        .first()
+    )
     if row is None:
         return None
-    return ActiveAccessToken(row.id, row.family_id, row.scope, row.issued_at, row.expires_at,
-                             row.client_pk, row.client_id, row.public_id, row.username,
-                             row.name)
+    return ActiveAccessToken(
+        row.id,
+        row.family_id,
+        row.scope,
+        row.issued_at,
+        row.expires_at,
+        row.client_pk,
+        row.client_id,
+        row.public_id,
+        row.username,
+        row.name,
+    )
 
 
 def refresh_token_is_active(row: RefreshToken) -> bool:
@@ -686,19 +767,26 @@ def issue_tokens_for(
     if oauth_client.disabled:
         raise ValidationError(f"client {oauth_client.client_id!r} is disabled")
     now = utcnow()
-    family = TokenFamily(user_id=user.id, oauth_client_id=oauth_client.id, scope=scope,
-                         created_at=now)
+    family = TokenFamily(
+        user_id=user.id, oauth_client_id=oauth_client.id, scope=scope, created_at=now
+    )
     db.session.add(family)
     db.session.flush()
     body = _issue(family, policy_for(oauth_client), now, True)
-    record_event("token.issued", actor="cli", client_id=oauth_client.client_id,
-                 username=user.username, family=family.id)
+    record_event(
+        "token.issued",
+        actor="cli",
+        client_id=oauth_client.client_id,
+        username=user.username,
+        family=family.id,
+    )
     db.session.commit()
     return body
 
 
-def list_families(*, user: User | None = None, oauth_client: OAuth2Client | None = None,
-                  live_only: bool = True) -> list[TokenFamily]:
+def list_families(
+    *, user: User | None = None, oauth_client: OAuth2Client | None = None, live_only: bool = True
+) -> list[TokenFamily]:
     """Return families of a user and/or client, newest first."""
     stmt = select(TokenFamily).order_by(TokenFamily.created_at.desc(), TokenFamily.id.desc())
     if user is not None:
@@ -736,16 +824,20 @@ def purge(
         select(RefreshToken.id).where(
             RefreshToken.successor_ciphertext.is_not(None), RefreshToken.grace_ends_at <= now
         ),
-        lambda ids: update(RefreshToken).where(RefreshToken.id.in_(ids)).values(
-            successor_ciphertext=None
+        lambda ids: (
+            update(RefreshToken).where(RefreshToken.id.in_(ids)).values(successor_ciphertext=None)
         ),
         batch_size,
     )
     codes = _batched(
         select(AuthorizationCode.id).where(
-            or_(AuthorizationCode.expires_at <= now - retention,
-                and_(AuthorizationCode.used_at.is_not(None),
-                     AuthorizationCode.used_at <= now - retention))
+            or_(
+                AuthorizationCode.expires_at <= now - retention,
+                and_(
+                    AuthorizationCode.used_at.is_not(None),
+                    AuthorizationCode.used_at <= now - retention,
+                ),
+            )
         ),
         lambda ids: delete(AuthorizationCode).where(AuthorizationCode.id.in_(ids)),
         batch_size,

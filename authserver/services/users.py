@@ -73,9 +73,7 @@ def _is_utf8(value: str) -> bool:
     return True
 
 
-def create_user(
-    username: str, *, name: str, password: str, email: str | None = None
-) -> User:
+def create_user(username: str, *, name: str, password: str, email: str | None = None) -> User:
     """Create a user with an argon2 password hash and commit.
 
     :raises ValidationError: for an empty or malformed field.
@@ -111,9 +109,7 @@ def get_user(username: str) -> User | None:
     # Usernames never hold NUL (PostgreSQL refuses it in a query, so ask nothing).
     if "\x00" in username:
         return None
-    return db.session.scalar(
-        select(User).where(User.username == normalize_username(username))
-    )
+    return db.session.scalar(select(User).where(User.username == normalize_username(username)))
 
 
 def require_user(username: str) -> User:
@@ -198,8 +194,14 @@ def delete_user(username: str) -> None:
         )
     # The cascade then removes the rows; the trail keeps which grants ended and why.
     for family_id, client_id in live:
-        record_event("family.revoked", actor="cli", client_id=client_id,
-                     username=user.username, family=family_id, reason="user_deleted")
+        record_event(
+            "family.revoked",
+            actor="cli",
+            client_id=client_id,
+            username=user.username,
+            family=family_id,
+            reason="user_deleted",
+        )
     record_event("user.deleted", actor="cli", username=user.username)
     db.session.delete(user)
     db.session.commit()

@@ -58,15 +58,21 @@ def create_app(
     """Build the shim; ``test_access_token`` returns the token test/setup hands IFTTT."""
     app = Flask(__name__)
     verifier = IntrospectionVerifier(
-        introspection_url, server_id=server_id, secret=secret,
-        cache_seconds=cache_seconds, timeout=timeout,
+        introspection_url,
+        server_id=server_id,
+        secret=secret,
+        cache_seconds=cache_seconds,
+        timeout=timeout,
     )
     require_token = ShimProtector(verifier)
     app.extensions["shim.verifier"] = verifier
 
     def service_key_ok() -> bool:
-        presented = (request.headers.get("IFTTT-Service-Key")
-                     or request.headers.get("IFTTT-Channel-Key") or "")
+        presented = (
+            request.headers.get("IFTTT-Service-Key")
+            or request.headers.get("IFTTT-Channel-Key")
+            or ""
+        )
         # Constant-time comparison of equal-length digests: no timing leak of the key.
         return hmac.compare_digest(
             hashlib.sha256(presented.encode()).digest(),
@@ -121,11 +127,13 @@ def _events(user_id: str, topic: str) -> list[dict[str, Any]]:
     events = []
     for n in range(5, 0, -1):
         moment = base + timedelta(hours=n)
-        events.append({
-            "title": f"{topic} #{n}",
-            "created_at": moment.isoformat(),
-            "meta": {"id": f"{user_id}-{topic}-{n}", "timestamp": int(moment.timestamp())},
-        })
+        events.append(
+            {
+                "title": f"{topic} #{n}",
+                "created_at": moment.isoformat(),
+                "meta": {"id": f"{user_id}-{topic}-{n}", "timestamp": int(moment.timestamp())},
+            }
+        )
     return events
 
 
@@ -139,7 +147,10 @@ def token_from_command(command: str) -> Callable[[], str]:
     def _issue() -> str:
         try:
             done = subprocess.run(  # noqa: S603 - the operator's own configured command
-                shlex.split(command), capture_output=True, text=True, check=True,
+                shlex.split(command),
+                capture_output=True,
+                text=True,
+                check=True,
                 timeout=60,
             )
             return str(json.loads(done.stdout)["access_token"])
@@ -158,7 +169,8 @@ def main() -> None:
         server_id=os.environ["SHIM_SERVER_ID"],
         secret=os.environ["SHIM_SERVER_SECRET"],
         service_key=os.environ["IFTTT_SERVICE_KEY"],
-        test_access_token=token_from_command(command) if command
+        test_access_token=token_from_command(command)
+        if command
         else lambda: os.environ["SHIM_TEST_ACCESS_TOKEN"],
         cache_seconds=float(os.environ.get("SHIM_CACHE_SECONDS", "30")),
     )

@@ -11,12 +11,12 @@ and test clean-up remove old rows.
 Note for later migrations: SQLite batch mode recreates a table it alters, which drops
 its triggers; a batch migration of audit_events must create this trigger again.
 """
+
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
-revision = '0002'
-down_revision = '0001'
+revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 

@@ -32,14 +32,14 @@ def rows_of(event_type):
 
 
 def dump(rows):
-    return json.dumps([[r.event_type, r.actor, r.client_id, r.username, r.details]
-                       for r in rows])
+    return json.dumps([[r.event_type, r.actor, r.client_id, r.username, r.details] for r in rows])
 
 
 def post_login(http, username, password):
     token = csrf_token_of(http.get("/login").get_data(as_text=True))
-    return http.post("/login", data={"csrf_token": token, "username": username,
-                                     "password": password})
+    return http.post(
+        "/login", data={"csrf_token": token, "username": username, "password": password}
+    )
 
 
 # The events themselves -----------------------------------------------------------
@@ -47,9 +47,19 @@ def post_login(http, username, password):
 
 def test_client_lifecycle_is_audited(cli):
     with freeze_time(FROZEN):
-        created = json.loads(ok(cli, "clients", "create", "IFTTT", "--redirect-uri",
-                                "https://ifttt.com/channels/acme/authorize",
-                                "--client-id", "ifttt", "--json").stdout)
+        created = json.loads(
+            ok(
+                cli,
+                "clients",
+                "create",
+                "IFTTT",
+                "--redirect-uri",
+                "https://ifttt.com/channels/acme/authorize",
+                "--client-id",
+                "ifttt",
+                "--json",
+            ).stdout
+        )
         ok(cli, "clients", "update", "ifttt", "--name", "IFTTT 2")
         rotated = json.loads(ok(cli, "clients", "rotate-secret", "ifttt", "--json").stdout)
         ok(cli, "clients", "delete", "ifttt", "--yes")
@@ -94,8 +104,7 @@ def test_failed_login_records_username_only(http, user):
     assert "not the password" not in dump(all_rows())
 
 
-def test_failed_client_authentication_is_audited(http, oauth_client, client_secret,
-                                                 exchange):
+def test_failed_client_authentication_is_audited(http, oauth_client, client_secret, exchange):
     response = exchange("some-code", "ifttt", client_secret + "x")
     assert response.status_code == 401
     (row,) = rows_of("client.auth_failed")
@@ -105,8 +114,9 @@ def test_failed_client_authentication_is_audited(http, oauth_client, client_secr
 
 
 @pytest.mark.parametrize("how", ["admin_cli", "admin_client", "user", "reuse", "code_replay"])
-def test_family_revocation_records_reason(cli, http, user, oauth_client, client_secret,
-                                          get_code, exchange, refresh, how):
+def test_family_revocation_records_reason(
+    cli, http, user, oauth_client, client_secret, get_code, exchange, refresh, how
+):
     code = get_code(user, oauth_client)
     body = exchange(code, "ifttt", client_secret).get_json()
     if how == "admin_cli":
@@ -117,8 +127,9 @@ def test_family_revocation_records_reason(cli, http, user, oauth_client, client_
         expected = "admin"
     elif how == "user":
         page = http.get("/account/apps").get_data(as_text=True)
-        http.post("/account/apps/revoke", data={"csrf_token": csrf_token_of(page),
-                                                "client_id": "ifttt"})
+        http.post(
+            "/account/apps/revoke", data={"csrf_token": csrf_token_of(page), "client_id": "ifttt"}
+        )
         expected = "user_revoked"
     elif how == "reuse":
         r1 = refresh(body["refresh_token"], "ifttt", client_secret).get_json()["refresh_token"]
@@ -137,8 +148,9 @@ def test_family_revocation_records_reason(cli, http, user, oauth_client, client_
         assert credential not in text
 
 
-def test_no_row_ever_holds_a_credential(cli, http, user, oauth_client, client_secret,
-                                        get_code, exchange, refresh):
+def test_no_row_ever_holds_a_credential(
+    cli, http, user, oauth_client, client_secret, get_code, exchange, refresh
+):
     """Drive every kind of event, then search every column of every row."""
     code = get_code(user, oauth_client)
     body = exchange(code, "ifttt", client_secret).get_json()
@@ -147,22 +159,40 @@ def test_no_row_ever_holds_a_credential(cli, http, user, oauth_client, client_se
     rotated = json.loads(ok(cli, "clients", "rotate-secret", "ifttt", "--json").stdout)
     exchange("x", "ifttt", client_secret)
     exchange("x", "ifttt", "wrong-" + client_secret)
-    issued = json.loads(ok(cli, "tokens", "issue", "--user", "walter", "--client", "ifttt",
-                           "--json").stdout)
+    issued = json.loads(
+        ok(cli, "tokens", "issue", "--user", "walter", "--client", "ifttt", "--json").stdout
+    )
     post_login(http, "walter", "wrong " + PASSWORD)
     shim = json.loads(ok(cli, "resource-servers", "create", "Shim", "--json").stdout)
-    shim_rotated = json.loads(ok(cli, "resource-servers", "rotate-secret", shim["id"],
-                                 "--json").stdout)
+    shim_rotated = json.loads(
+        ok(cli, "resource-servers", "rotate-secret", shim["id"], "--json").stdout
+    )
     ok(cli, "users", "delete", "walter", "--yes")
     rows = all_rows()
-    assert {"secret.used_old", "secret.rotated", "family.revoked", "client.auth_failed",
-            "login.failed", "token.issued", "user.deleted"} <= {r.event_type for r in rows}
+    assert {
+        "secret.used_old",
+        "secret.rotated",
+        "family.revoked",
+        "client.auth_failed",
+        "login.failed",
+        "token.issued",
+        "user.deleted",
+    } <= {r.event_type for r in rows}
     text = dump(rows)
-    for credential in (client_secret, rotated["client_secret"], code, body["access_token"],
-                       body["refresh_token"], refreshed["access_token"],
-                       refreshed["refresh_token"], issued["access_token"],
-                       issued["refresh_token"], PASSWORD, shim["secret"],
-                       shim_rotated["client_secret"]):
+    for credential in (
+        client_secret,
+        rotated["client_secret"],
+        code,
+        body["access_token"],
+        body["refresh_token"],
+        refreshed["access_token"],
+        refreshed["refresh_token"],
+        issued["access_token"],
+        issued["refresh_token"],
+        PASSWORD,
+        shim["secret"],
+        shim_rotated["client_secret"],
+    ):
         assert credential not in text
 
 
@@ -201,8 +231,12 @@ def history(app):
         record_event("login.failed", username="walter")
         db.session.commit()
     with freeze_time(FROZEN):
-        record_event("secret.rotated", actor="cli", client_id="ifttt",
-                     old_secret_expires_at="2030-01-02T00:00:00+00:00")
+        record_event(
+            "secret.rotated",
+            actor="cli",
+            client_id="ifttt",
+            old_secret_expires_at="2030-01-02T00:00:00+00:00",
+        )
         db.session.commit()
 
 
@@ -222,29 +256,38 @@ def test_audit_table_by_default(cli, history):
     lines = ok(cli, "audit").stdout.splitlines()
     assert lines[0].split() == ["TIME", "TYPE", "CLIENT_ID", "USERNAME", "DETAILS"]
     assert len(lines) == 5
-    assert lines[4].split() == ["2030-01-01T00:00:00Z", "secret.rotated", "ifttt",
-                                "old_secret_expires_at=2030-01-02T00:00:00+00:00"]
+    assert lines[4].split() == [
+        "2030-01-01T00:00:00Z",
+        "secret.rotated",
+        "ifttt",
+        "old_secret_expires_at=2030-01-02T00:00:00+00:00",
+    ]
 
 
 def test_audit_since_keeps_recent_events(cli, history):
     with freeze_time(FROZEN):
         rows = json.loads(ok(cli, "audit", "--since", "24h", "--json").stdout)
-        assert [r["type"] for r in rows] == ["client.created", "login.failed",
-                                             "secret.rotated"]
+        assert [r["type"] for r in rows] == ["client.created", "login.failed", "secret.rotated"]
         rows = json.loads(ok(cli, "audit", "--since", "3600s", "--json").stdout)
-        assert [r["time"] for r in rows] == ["2029-12-31T23:00:00Z", "2029-12-31T23:00:00Z",
-                                             "2030-01-01T00:00:00Z"]
+        assert [r["time"] for r in rows] == [
+            "2029-12-31T23:00:00Z",
+            "2029-12-31T23:00:00Z",
+            "2030-01-01T00:00:00Z",
+        ]
         rows = json.loads(ok(cli, "audit", "--since", "3599s", "--json").stdout)
         assert [r["type"] for r in rows] == ["secret.rotated"]
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (("--client", "ifttt"), ["client.created", "secret.rotated"]),
-    (("--user", "walter"), ["login.failed"]),
-    (("--type", "client.created"), ["client.created", "client.created"]),
-    (("--type", "client.created", "--client", "old"), ["client.created"]),
-    (("--client", "nobody"), []),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--client", "ifttt"), ["client.created", "secret.rotated"]),
+        (("--user", "walter"), ["login.failed"]),
+        (("--type", "client.created"), ["client.created", "client.created"]),
+        (("--type", "client.created", "--client", "old"), ["client.created"]),
+        (("--client", "nobody"), []),
+    ],
+)
 def test_audit_filters(cli, history, args, expected):
     rows = json.loads(ok(cli, "audit", *args, "--json").stdout)
     assert [r["type"] for r in rows] == expected
@@ -254,11 +297,14 @@ def test_audit_empty_table_says_none(cli, app):
     assert ok(cli, "audit").stdout.splitlines()[-1] == "(none)"
 
 
-@pytest.mark.parametrize(("since", "message"), [
-    ("5x", "is not a duration"),
-    ("-1h", "is negative"),
-    ("999999999d", "is too long"),
-])
+@pytest.mark.parametrize(
+    ("since", "message"),
+    [
+        ("5x", "is not a duration"),
+        ("-1h", "is negative"),
+        ("999999999d", "is too long"),
+    ],
+)
 def test_audit_bad_since_is_one_line_error(cli, app, since, message):
     assert_one_line_error(run(cli, "audit", f"--since={since}"), "--since", message)
 
@@ -275,7 +321,6 @@ def test_every_recorded_type_is_filterable():
     source = Path(__file__).parents[2] / "authserver"
     recorded = set()
     for path in source.rglob("*.py"):
-        recorded.update(re.findall(r'record_event(?:_now)?\(\s*"([a-z_.]+)"',
-                                   path.read_text()))
+        recorded.update(re.findall(r'record_event(?:_now)?\(\s*"([a-z_.]+)"', path.read_text()))
     assert {"secret.rotated", "secret.used_old", "family.revoked", "login.failed"} <= recorded
     assert recorded <= set(EVENT_TYPES)

@@ -19,9 +19,7 @@ AUTHSERVER = str(Path(sys.executable).with_name("authserver"))
 
 def assert_one_line_error(result, *fragments):
     assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        result.exception
-    )
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
@@ -126,9 +124,7 @@ def test_unknown_user_is_one_line_error(cli, user, args):
 def test_set_password_empty_is_one_line_error_and_keeps_password(cli, user):
     from authserver.services.users import authenticate
 
-    result = cli.invoke(
-        args=["users", "set-password", "walter", "--password-stdin"], input="\n"
-    )
+    result = cli.invoke(args=["users", "set-password", "walter", "--password-stdin"], input="\n")
     assert_one_line_error(result, "password must not be empty")
     assert authenticate("walter", PASSWORD) is not None
 
@@ -179,9 +175,7 @@ def run_script(args, env, stdin=""):
     )
 
 
-def test_console_script_creates_user_and_prints_one_json_document(
-    app, database_url, tmp_path
-):
+def test_console_script_creates_user_and_prints_one_json_document(app, database_url, tmp_path):
     env = script_env(database_url, tmp_path)
     done = run_script(create_args("gus", "--json"), env, stdin=PASSWORD + "\n")
     assert done.returncode == 0, done.stderr

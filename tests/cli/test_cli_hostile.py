@@ -101,25 +101,29 @@ def world(app, user, oauth_client):
 
 def _live_families():
     db.session.expire_all()
-    return db.session.scalar(select(func.count()).select_from(TokenFamily)
-                             .where(TokenFamily.revoked_at.is_(None)))
+    return db.session.scalar(
+        select(func.count()).select_from(TokenFamily).where(TokenFamily.revoked_at.is_(None))
+    )
 
 
 def _args(template, value, world):
-    return [part.replace("{}", value).replace("{server}", world["server"])
-            for part in template]
+    return [part.replace("{}", value).replace("{server}", world["server"]) for part in template]
 
 
 def _counts():
     db.session.expire_all()
-    return tuple(db.session.scalar(select(func.count()).select_from(model))
-                 for model in (User, OAuth2Client, ResourceServer))
+    return tuple(
+        db.session.scalar(select(func.count()).select_from(model))
+        for model in (User, OAuth2Client, ResourceServer)
+    )
 
 
 def assert_clean(result, context):
     """Either success, or an error line on stderr; never a traceback."""
     assert result.exception is None or isinstance(result.exception, SystemExit), (
-        context, repr(result.exception))
+        context,
+        repr(result.exception),
+    )
     assert "Traceback" not in result.output, context
     if result.exit_code != 0:
         assert "Error:" in result.stderr, (context, result.stderr[:300])
@@ -141,7 +145,8 @@ def test_lookup_with_hostile_name_is_a_clean_error(cli, world, template):
         assert result.exit_code != 0, (context, result.output)
         assert result.stdout == "", context
         lines = result.stderr.strip().splitlines()
-        assert lines and lines[-1].startswith("Error:"), (context, result.stderr[:300])
+        assert lines, (context, result.stderr[:300])
+        assert lines[-1].startswith("Error:"), (context, result.stderr[:300])
     assert _counts() == before
     # No hostile name widened a revocation to everybody's tokens.
     assert _live_families() == 1
@@ -190,21 +195,41 @@ def test_audit_filters_with_hostile_values_answer_nothing(cli, world, value):
 
 def test_sql_and_html_values_are_stored_verbatim(cli, app):
     sql = HOSTILE["sql"]
-    result = cli.invoke(args=["users", "create", "bobby", "--name", sql, "--password-stdin"],
-                        input=PASSWORD + "\n")
+    result = cli.invoke(
+        args=["users", "create", "bobby", "--name", sql, "--password-stdin"], input=PASSWORD + "\n"
+    )
     assert result.exit_code == 0, result.stderr
-    result = cli.invoke(args=["clients", "create", SCRIPT, "--redirect-uri", IFTTT_REDIRECT,
-                              "--client-id", "tables"])
+    result = cli.invoke(
+        args=[
+            "clients",
+            "create",
+            SCRIPT,
+            "--redirect-uri",
+            IFTTT_REDIRECT,
+            "--client-id",
+            "tables",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     db.session.expire_all()
     assert db.session.scalar(select(User.name).where(User.username == "bobby")) == sql
-    assert db.session.scalar(
-        select(OAuth2Client.name).where(OAuth2Client.client_id == "tables")) == SCRIPT
+    assert (
+        db.session.scalar(select(OAuth2Client.name).where(OAuth2Client.client_id == "tables"))
+        == SCRIPT
+    )
 
 
-@pytest.mark.parametrize("uri", [IFTTT_REDIRECT + "#fragment", "javascript:alert(1)",
-                                 "http://ifttt.com/channels/acme/authorize",
-                                 "https://", "not a url", "https://exa mple.com/cb"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        IFTTT_REDIRECT + "#fragment",
+        "javascript:alert(1)",
+        "http://ifttt.com/channels/acme/authorize",
+        "https://",
+        "not a url",
+        "https://exa mple.com/cb",
+    ],
+)
 def test_client_redirect_uri_with_fragment_or_bad_scheme_is_refused(cli, app, uri):
     result = cli.invoke(args=["clients", "create", "App", "--redirect-uri", uri])
     assert_clean(result, uri)
@@ -216,8 +241,10 @@ def test_client_redirect_uri_with_fragment_or_bad_scheme_is_refused(cli, app, ur
 
 
 def test_unicode_username_round_trips_through_the_cli(cli, app):
-    result = cli.invoke(args=["users", "create", "zoë", "--name", "Zoë 🦄", "--password-stdin",
-                              "--json"], input=PASSWORD + "\n")
+    result = cli.invoke(
+        args=["users", "create", "zoë", "--name", "Zoë 🦄", "--password-stdin", "--json"],
+        input=PASSWORD + "\n",
+    )
     assert result.exit_code == 0, result.stderr
     # The decomposed spelling finds the same account.
     result = cli.invoke(args=["users", "show", "zoe\u0308", "--json"])
@@ -232,12 +259,18 @@ def test_invalid_rate_limit_setting_is_one_line_error_from_the_console_script(tm
     from pathlib import Path
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
-    env.update(AUTHSERVER_INSTANCE_PATH=str(tmp_path),
-               AUTHSERVER_DATABASE_URL="sqlite:///" + str(tmp_path / "x.db"),
-               AUTHSERVER_RATE_LIMIT_LOGIN_IP="as often as you like")
+    env.update(
+        AUTHSERVER_INSTANCE_PATH=str(tmp_path),
+        AUTHSERVER_DATABASE_URL="sqlite:///" + str(tmp_path / "x.db"),
+        AUTHSERVER_RATE_LIMIT_LOGIN_IP="as often as you like",
+    )
     result = subprocess.run(
         [str(Path(sys.executable).with_name("authserver")), "users", "list"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

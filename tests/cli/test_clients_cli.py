@@ -76,11 +76,13 @@ def assert_rejected(get_code, exchange, user, oauth_client, secret):
 
 
 def events(event_type, client_id="ifttt"):
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.event_type == event_type,
-                                 AuditEvent.client_id == client_id)
-        .order_by(AuditEvent.id)
-    ))
+    return list(
+        db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.event_type == event_type, AuditEvent.client_id == client_id)
+            .order_by(AuditEvent.id)
+        )
+    )
 
 
 def user_info(http, access_token):
@@ -90,8 +92,9 @@ def user_info(http, access_token):
 # Secret rotation ----------------------------------------------------------------
 
 
-def test_both_secrets_authenticate_during_overlap(cli, user, oauth_client, client_secret,
-                                                  get_code, exchange):
+def test_both_secrets_authenticate_during_overlap(
+    cli, user, oauth_client, client_secret, get_code, exchange
+):
     with freeze_time(FROZEN):
         document, _ = rotate(cli)
         assert_authenticates(get_code, exchange, user, oauth_client, client_secret)
@@ -99,8 +102,9 @@ def test_both_secrets_authenticate_during_overlap(cli, user, oauth_client, clien
         assert document["client_secret"] != client_secret
 
 
-def test_old_secret_stops_exactly_when_overlap_ends(cli, user, oauth_client, client_secret,
-                                                    get_code, exchange):
+def test_old_secret_stops_exactly_when_overlap_ends(
+    cli, user, oauth_client, client_secret, get_code, exchange
+):
     with freeze_time(FROZEN) as frozen:
         document, _ = rotate(cli, overlap="1h")
         frozen.tick(3599)
@@ -135,8 +139,9 @@ def test_default_overlap_is_24_hours(cli, oauth_client):
     assert json.loads(result.stdout)["old_secret_expires_at"] == "2030-01-02T00:00:00Z"
 
 
-def test_second_rotation_ends_oldest_secret_and_says_so(cli, user, oauth_client,
-                                                        client_secret, get_code, exchange):
+def test_second_rotation_ends_oldest_secret_and_says_so(
+    cli, user, oauth_client, client_secret, get_code, exchange
+):
     with freeze_time(FROZEN) as frozen:
         first, _ = rotate(cli, overlap="1h")
         frozen.tick(60)
@@ -159,8 +164,9 @@ def test_rotation_after_overlap_ended_says_nothing_on_stderr(cli, oauth_client):
     assert result.stderr == ""
 
 
-def test_zero_overlap_ends_old_secret_now(cli, user, oauth_client, client_secret, get_code,
-                                          exchange):
+def test_zero_overlap_ends_old_secret_now(
+    cli, user, oauth_client, client_secret, get_code, exchange
+):
     with freeze_time(FROZEN):
         document, _ = rotate(cli, overlap="0")
         assert document["old_secret_expires_at"] == "2030-01-01T00:00:00Z"
@@ -172,8 +178,9 @@ def test_zero_overlap_ends_old_secret_now(cli, user, oauth_client, client_secret
     assert len(listed) == 1
 
 
-def test_tokens_survive_rotation(cli, http, user, oauth_client, client_secret, get_code,
-                                 exchange, refresh):
+def test_tokens_survive_rotation(
+    cli, http, user, oauth_client, client_secret, get_code, exchange, refresh
+):
     with freeze_time(FROZEN):
         body = assert_authenticates(get_code, exchange, user, oauth_client, client_secret)
         document, _ = rotate(cli, overlap="0")
@@ -203,12 +210,17 @@ def test_secrets_lists_live_secrets_without_values(cli, user, get_code, exchange
     header, current, previous = table.stdout.splitlines()
     assert header.split() == ["ID", "STATUS", "CREATED", "EXPIRES", "LAST", "USED"]
     assert current.split()[1:] == ["current", "2030-01-01T01:00:00Z", "never", "never"]
-    assert previous.split()[1:] == ["previous", "2030-01-01T00:00:00Z",
-                                    "2030-01-01T03:00:00Z", "2030-01-01T01:10:00Z"]
+    assert previous.split()[1:] == [
+        "previous",
+        "2030-01-01T00:00:00Z",
+        "2030-01-01T03:00:00Z",
+        "2030-01-01T01:10:00Z",
+    ]
 
 
-def test_last_used_of_current_secret_is_updated(cli, user, oauth_client, client_secret,
-                                                get_code, exchange):
+def test_last_used_of_current_secret_is_updated(
+    cli, user, oauth_client, client_secret, get_code, exchange
+):
     with freeze_time(FROZEN) as frozen:
         frozen.tick(120)
         assert_authenticates(get_code, exchange, user, oauth_client, client_secret)
@@ -217,8 +229,9 @@ def test_last_used_of_current_secret_is_updated(cli, user, oauth_client, client_
     assert events("secret.used_old") == []
 
 
-def test_expire_secret_old_ends_overlap_now(cli, user, oauth_client, client_secret, get_code,
-                                            exchange):
+def test_expire_secret_old_ends_overlap_now(
+    cli, user, oauth_client, client_secret, get_code, exchange
+):
     with freeze_time(FROZEN) as frozen:
         document, _ = rotate(cli, overlap="24h")
         frozen.tick(30)
@@ -231,8 +244,9 @@ def test_expire_secret_old_ends_overlap_now(cli, user, oauth_client, client_secr
     assert [e.details["reason"] for e in events("secret.expired")] == ["admin"]
 
 
-def test_old_secret_use_is_audited_and_logged(cli, user, oauth_client, client_secret,
-                                              get_code, exchange, caplog):
+def test_old_secret_use_is_audited_and_logged(
+    cli, user, oauth_client, client_secret, get_code, exchange, caplog
+):
     with freeze_time(FROZEN) as frozen:
         rotate(cli, overlap="1h")
         frozen.tick(300)
@@ -241,8 +255,10 @@ def test_old_secret_use_is_audited_and_logged(cli, user, oauth_client, client_se
             assert_authenticates(get_code, exchange, user, oauth_client, client_secret)
         (row,) = events("secret.used_old")
         assert row.created_at.isoformat() == "2030-01-01T00:05:00+00:00"
-        assert any("secret.used_old" in r.getMessage() and "client_id=ifttt" in r.getMessage()
-                   for r in caplog.records)
+        assert any(
+            "secret.used_old" in r.getMessage() and "client_id=ifttt" in r.getMessage()
+            for r in caplog.records
+        )
         assert all(client_secret not in r.getMessage() for r in caplog.records)
         # Noted once a minute per secret, not on every call.
         assert_authenticates(get_code, exchange, user, oauth_client, client_secret)
@@ -252,8 +268,9 @@ def test_old_secret_use_is_audited_and_logged(cli, user, oauth_client, client_se
         assert len(events("secret.used_old")) == 2
 
 
-def test_rotation_audit_rows_never_hold_a_secret(cli, user, oauth_client, client_secret,
-                                                 get_code, exchange):
+def test_rotation_audit_rows_never_hold_a_secret(
+    cli, user, oauth_client, client_secret, get_code, exchange
+):
     with freeze_time(FROZEN):
         first, _ = rotate(cli, overlap="1h")
         second, _ = rotate(cli, overlap="1h")
@@ -261,13 +278,17 @@ def test_rotation_audit_rows_never_hold_a_secret(cli, user, oauth_client, client
         ok(cli, "clients", "expire-secret", "ifttt", "--old")
     rows = list(db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
     types = [r.event_type for r in rows if r.client_id == "ifttt"]
-    for expected in ("client.created", "secret.created", "secret.rotated", "secret.expired",
-                     "secret.used_old"):
+    for expected in (
+        "client.created",
+        "secret.created",
+        "secret.rotated",
+        "secret.expired",
+        "secret.used_old",
+    ):
         assert expected in types
     rotated = [r for r in rows if r.event_type == "secret.rotated"]
     assert rotated[0].details["old_secret_expires_at"].startswith("2030-01-01T01:00:00")
-    dump = json.dumps([[r.event_type, r.actor, r.client_id, r.username, r.details]
-                       for r in rows])
+    dump = json.dumps([[r.event_type, r.actor, r.client_id, r.username, r.details] for r in rows])
     for secret in (client_secret, first["client_secret"], second["client_secret"]):
         assert secret not in dump
 
@@ -275,30 +296,36 @@ def test_rotation_audit_rows_never_hold_a_secret(cli, user, oauth_client, client
 # Error cases --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ("clients", "rotate-secret", "nope"),
-    ("clients", "secrets", "nope"),
-    ("clients", "expire-secret", "nope", "--old"),
-    ("clients", "show", "nope"),
-    ("clients", "update", "nope", "--name", "X"),
-    ("clients", "disable", "nope"),
-    ("clients", "enable", "nope"),
-    ("clients", "delete", "nope", "--yes"),
-    ("clients", "revoke-tokens", "nope"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("clients", "rotate-secret", "nope"),
+        ("clients", "secrets", "nope"),
+        ("clients", "expire-secret", "nope", "--old"),
+        ("clients", "show", "nope"),
+        ("clients", "update", "nope", "--name", "X"),
+        ("clients", "disable", "nope"),
+        ("clients", "enable", "nope"),
+        ("clients", "delete", "nope", "--yes"),
+        ("clients", "revoke-tokens", "nope"),
+    ],
+)
 def test_unknown_client_is_one_line_error(cli, oauth_client, args):
     assert_one_line_error(run(cli, *args), "no client with id 'nope'")
 
 
-@pytest.mark.parametrize(("overlap", "message"), [
-    ("5x", "'5x' is not a duration"),
-    ("1.5h", "'1.5h' is not a duration"),
-    ("", "'' is not a duration"),
-    ("h", "'h' is not a duration"),
-    ("-1h", "'-1h' is negative"),
-    ("-0", "'-0' is negative"),
-    ("99999999d", "'99999999d' is too long"),
-])
+@pytest.mark.parametrize(
+    ("overlap", "message"),
+    [
+        ("5x", "'5x' is not a duration"),
+        ("1.5h", "'1.5h' is not a duration"),
+        ("", "'' is not a duration"),
+        ("h", "'h' is not a duration"),
+        ("-1h", "'-1h' is negative"),
+        ("-0", "'-0' is negative"),
+        ("99999999d", "'99999999d' is too long"),
+    ],
+)
 def test_bad_overlap_is_one_line_error(cli, oauth_client, client_secret, overlap, message):
     result = run(cli, "clients", "rotate-secret", "ifttt", f"--overlap={overlap}")
     assert_one_line_error(result, "invalid value for --overlap", message)
@@ -327,8 +354,17 @@ def test_rotating_public_client_is_refused(cli, app):
 
 
 def test_create_prints_secret_that_authenticates(cli, user, get_code, exchange):
-    result = ok(cli, "clients", "create", "IFTTT", "--redirect-uri", IFTTT_REDIRECT,
-                "--client-id", "made", "--json")
+    result = ok(
+        cli,
+        "clients",
+        "create",
+        "IFTTT",
+        "--redirect-uri",
+        IFTTT_REDIRECT,
+        "--client-id",
+        "made",
+        "--json",
+    )
     document = json.loads(result.stdout)
     assert document["client_id"] == "made"
     assert document["scopes"] == ["ifttt"]
@@ -338,8 +374,20 @@ def test_create_prints_secret_that_authenticates(cli, user, get_code, exchange):
 
 
 def test_create_text_output_shows_id_and_secret(cli):
-    result = ok(cli, "clients", "create", "IFTTT", "--redirect-uri", IFTTT_REDIRECT,
-                "--redirect-uri", STAGING_REDIRECT, "--scope", "ifttt", "--scope", "extra")
+    result = ok(
+        cli,
+        "clients",
+        "create",
+        "IFTTT",
+        "--redirect-uri",
+        IFTTT_REDIRECT,
+        "--redirect-uri",
+        STAGING_REDIRECT,
+        "--scope",
+        "ifttt",
+        "--scope",
+        "extra",
+    )
     assert "client_id:" in result.stdout
     assert "client_secret:" in result.stdout
     oauth_client = db.session.scalar(select(OAuth2Client))
@@ -347,12 +395,15 @@ def test_create_text_output_shows_id_and_secret(cli):
     assert oauth_client.scopes == ["ifttt", "extra"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--redirect-uri", "http://example.com/cb"), "must use https"),
-    (("--redirect-uri", "https://example.com/cb#frag"), "must not contain a fragment"),
-    (("--redirect-uri", IFTTT_REDIRECT, "--client-id", "ifttt"), "already exists"),
-    (("--redirect-uri", IFTTT_REDIRECT, "--scope", 'bad"scope'), "invalid scope"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--redirect-uri", "http://example.com/cb"), "must use https"),
+        (("--redirect-uri", "https://example.com/cb#frag"), "must not contain a fragment"),
+        (("--redirect-uri", IFTTT_REDIRECT, "--client-id", "ifttt"), "already exists"),
+        (("--redirect-uri", IFTTT_REDIRECT, "--scope", 'bad"scope'), "invalid scope"),
+    ],
+)
 def test_create_refuses_bad_input_with_one_line(cli, oauth_client, args, message):
     assert_one_line_error(run(cli, "clients", "create", "Other", *args), message)
 
@@ -408,8 +459,16 @@ def test_delete_without_yes_and_no_terminal_is_refused(cli, oauth_client):
 
 def test_update_adds_and_removes_redirect_uris(cli, http, user, login_as, oauth_client):
     extra = "https://ifttt.com/channels/acme_beta/authorize"
-    ok(cli, "clients", "update", "ifttt", "--add-redirect-uri", extra,
-       "--remove-redirect-uri", STAGING_REDIRECT)
+    ok(
+        cli,
+        "clients",
+        "update",
+        "ifttt",
+        "--add-redirect-uri",
+        extra,
+        "--remove-redirect-uri",
+        STAGING_REDIRECT,
+    )
     db.session.expire_all()
     assert oauth_client.redirect_uris == [IFTTT_REDIRECT, extra]
     login_as(user)
@@ -433,17 +492,38 @@ def test_update_refuses_unregistered_uri_removal(cli, oauth_client):
 
 
 def test_update_renames_and_sets_scopes(cli, oauth_client):
-    result = ok(cli, "clients", "update", "ifttt", "--name", "IFTTT prod", "--scope", "ifttt",
-                "--scope", "read", "--json")
+    result = ok(
+        cli,
+        "clients",
+        "update",
+        "ifttt",
+        "--name",
+        "IFTTT prod",
+        "--scope",
+        "ifttt",
+        "--scope",
+        "read",
+        "--json",
+    )
     document = json.loads(result.stdout)
     assert document["name"] == "IFTTT prod"
     assert document["scopes"] == ["ifttt", "read"]
 
 
-def test_update_lifetimes_apply_to_new_tokens(cli, user, oauth_client, client_secret,
-                                              get_code, exchange):
-    result = ok(cli, "clients", "update", "ifttt", "--access-token-lifetime", "10m",
-                "--grace-period", "30s", "--json")
+def test_update_lifetimes_apply_to_new_tokens(
+    cli, user, oauth_client, client_secret, get_code, exchange
+):
+    result = ok(
+        cli,
+        "clients",
+        "update",
+        "ifttt",
+        "--access-token-lifetime",
+        "10m",
+        "--grace-period",
+        "30s",
+        "--json",
+    )
     document = json.loads(result.stdout)
     assert (document["access_token_lifetime"], document["refresh_grace_lifetime"]) == (600, 30)
     body = assert_authenticates(get_code, exchange, user, oauth_client, client_secret)
@@ -454,15 +534,29 @@ def test_update_lifetimes_apply_to_new_tokens(cli, user, oauth_client, client_se
 
 
 def test_update_refuses_grace_longer_than_access_lifetime(cli, oauth_client):
-    result = run(cli, "clients", "update", "ifttt", "--access-token-lifetime", "60s",
-                 "--grace-period", "2m", "--name", "Renamed")
-    assert_one_line_error(result, "grace period (120s) must not exceed the access token "
-                                  "lifetime (60s)")
+    result = run(
+        cli,
+        "clients",
+        "update",
+        "ifttt",
+        "--access-token-lifetime",
+        "60s",
+        "--grace-period",
+        "2m",
+        "--name",
+        "Renamed",
+    )
+    assert_one_line_error(
+        result, "grace period (120s) must not exceed the access token lifetime (60s)"
+    )
     # Nothing was half-applied: a later change does not carry the refused values along.
     ok(cli, "clients", "update", "ifttt", "--scope", "ifttt")
     db.session.expire_all()
-    assert (oauth_client.name, oauth_client.access_token_lifetime,
-            oauth_client.refresh_grace_lifetime) == ("IFTTT", None, None)
+    assert (
+        oauth_client.name,
+        oauth_client.access_token_lifetime,
+        oauth_client.refresh_grace_lifetime,
+    ) == ("IFTTT", None, None)
 
 
 def test_update_refuses_grace_longer_than_server_access_lifetime(cli, oauth_client):
@@ -482,8 +576,9 @@ def test_update_bad_duration_is_one_line(cli, oauth_client):
 # disable / enable -----------------------------------------------------------------
 
 
-def test_disabled_client_can_do_nothing_until_enabled(cli, http, user, login_as, oauth_client,
-                                                      client_secret, get_code, exchange):
+def test_disabled_client_can_do_nothing_until_enabled(
+    cli, http, user, login_as, oauth_client, client_secret, get_code, exchange
+):
     tokens = make_tokens(user, oauth_client)
     code = get_code(user, oauth_client)
     shim_server, shim_secret = client_service.register_resource_server("Shim")
@@ -498,37 +593,50 @@ def test_disabled_client_can_do_nothing_until_enabled(cli, http, user, login_as,
     response = exchange(code, "ifttt", client_secret)
     assert response.status_code == 401
     assert response.get_json()["error"] == "invalid_client"
-    response = http.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-        "client_id": "ifttt", "client_secret": client_secret})
+    response = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": "ifttt",
+            "client_secret": client_secret,
+        },
+    )
     assert response.status_code == 401
-    response = http.post("/oauth/introspect", data={"token": tokens["access_token"]},
-                         headers=basic_auth("ifttt", client_secret))
+    response = http.post(
+        "/oauth/introspect",
+        data={"token": tokens["access_token"]},
+        headers=basic_auth("ifttt", client_secret),
+    )
     assert response.status_code == 401
-    response = http.post("/oauth/revoke", data={"token": tokens["access_token"]},
-                         headers=basic_auth("ifttt", client_secret))
+    response = http.post(
+        "/oauth/revoke",
+        data={"token": tokens["access_token"]},
+        headers=basic_auth("ifttt", client_secret),
+    )
     assert response.status_code == 401
     assert user_info(http, tokens["access_token"]).status_code == 401
-    shim_view = http.post("/oauth/introspect", data={"token": tokens["access_token"]},
-                          headers=shim)
+    shim_view = http.post("/oauth/introspect", data={"token": tokens["access_token"]}, headers=shim)
     assert shim_view.get_json() == {"active": False}
 
     assert "Enabled client ifttt." in ok(cli, "clients", "enable", "ifttt").stdout
-    shim_view = http.post("/oauth/introspect", data={"token": tokens["access_token"]},
-                          headers=shim)
+    shim_view = http.post("/oauth/introspect", data={"token": tokens["access_token"]}, headers=shim)
     assert shim_view.get_json()["active"] is True
     assert "already enabled" in ok(cli, "clients", "enable", "ifttt").stdout
     assert user_info(http, tokens["access_token"]).status_code == 200
-    response = http.post("/oauth/introspect", data={"token": tokens["access_token"]},
-                         headers=basic_auth("ifttt", client_secret))
+    response = http.post(
+        "/oauth/introspect",
+        data={"token": tokens["access_token"]},
+        headers=basic_auth("ifttt", client_secret),
+    )
     assert response.get_json()["active"] is True
     assert exchange(code, "ifttt", client_secret).status_code == 200
-    assert [e.details["changes"] for e in events("client.changed")] == [["disabled"],
-                                                                          ["enabled"]]
+    assert [e.details["changes"] for e in events("client.changed")] == [["disabled"], ["enabled"]]
 
 
-def test_disabled_client_authorize_with_consent_form_is_refused(cli, http, user, login_as,
-                                                                oauth_client):
+def test_disabled_client_authorize_with_consent_form_is_refused(
+    cli, http, user, login_as, oauth_client
+):
     login_as(user)
     url = authorize_url("ifttt")
     token = csrf_token_of(http.get(url).get_data(as_text=True))
@@ -551,10 +659,13 @@ def test_users_delete_revokes_every_token(cli, http, user, oauth_client):
     assert user_info(http, first["access_token"]).status_code == 401
     assert user_info(http, second["access_token"]).status_code == 401
     assert user_info(http, bystander["access_token"]).status_code == 200
-    revoked = list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.event_type == "family.revoked")))
+    revoked = list(
+        db.session.scalars(select(AuditEvent).where(AuditEvent.event_type == "family.revoked"))
+    )
     assert sorted((r.client_id, r.username, r.details["reason"]) for r in revoked) == [
-        ("ifttt", "walter", "user_deleted"), ("other", "walter", "user_deleted")]
+        ("ifttt", "walter", "user_deleted"),
+        ("other", "walter", "user_deleted"),
+    ]
     assert_one_line_error(run(cli, "users", "show", "walter"), "no user named 'walter'")
 
 
@@ -562,18 +673,24 @@ def test_users_delete_unknown_user_is_one_line(cli, app):
     assert_one_line_error(run(cli, "users", "delete", "nobody", "--yes"), "no user named")
 
 
-def test_users_show_lists_connected_apps(cli, user, oauth_client, get_code, exchange,
-                                         client_secret):
+def test_users_show_lists_connected_apps(
+    cli, user, oauth_client, get_code, exchange, client_secret
+):
     make_oauth_client(name="Unused", client_id="unused")
     with freeze_time(FROZEN):
         code = get_code(user, oauth_client)
         assert exchange(code, "ifttt", client_secret).status_code == 200
     document = json.loads(ok(cli, "users", "show", "walter", "--json").stdout)
     assert document["username"] == "walter"
-    assert document["connected_apps"] == [{
-        "client_id": "ifttt", "name": "IFTTT", "scopes": ["ifttt"],
-        "connected_at": "2030-01-01T00:00:00Z", "live_grants": 1,
-    }]
+    assert document["connected_apps"] == [
+        {
+            "client_id": "ifttt",
+            "name": "IFTTT",
+            "scopes": ["ifttt"],
+            "connected_at": "2030-01-01T00:00:00Z",
+            "live_grants": 1,
+        }
+    ]
     table = ok(cli, "users", "show", "walter").stdout.splitlines()
     assert table[0].startswith("walter (Walter White)")
     assert table[1].split()[:2] == ["CLIENT_ID", "NAME"]

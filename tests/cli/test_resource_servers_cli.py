@@ -32,13 +32,15 @@ def access_token(user, oauth_client):
 
 
 def introspect(http, server_id, secret, token):
-    return http.post("/oauth/introspect", data={"token": token},
-                     headers=basic_auth(server_id, secret))
+    return http.post(
+        "/oauth/introspect", data={"token": token}, headers=basic_auth(server_id, secret)
+    )
 
 
 def introspect_in_body(http, server_id, secret, token):
-    return http.post("/oauth/introspect", data={"token": token, "client_id": server_id,
-                                                "client_secret": secret})
+    return http.post(
+        "/oauth/introspect", data={"token": token, "client_id": server_id, "client_secret": secret}
+    )
 
 
 def assert_introspects(http, server_id, secret, token):
@@ -54,14 +56,16 @@ def assert_refused(http, server_id, secret, token):
 
 
 def rotate(cli, server_id, overlap):
-    result = ok(cli, "resource-servers", "rotate-secret", server_id, "--overlap", overlap,
-                "--json")
+    result = ok(cli, "resource-servers", "rotate-secret", server_id, "--overlap", overlap, "--json")
     return json.loads(result.stdout), result
 
 
 def rs_events(event_type):
-    return list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.event_type == event_type).order_by(AuditEvent.id)))
+    return list(
+        db.session.scalars(
+            select(AuditEvent).where(AuditEvent.event_type == event_type).order_by(AuditEvent.id)
+        )
+    )
 
 
 def test_create_prints_secret_that_introspects(cli, http, access_token):
@@ -90,8 +94,14 @@ def test_list_table_and_json(cli, shim):
     assert header.split() == ["ID", "NAME", "CREATED"]
     assert row.split() == [server_id, "Trigger", "shim", "2030-01-01T00:00:00Z"]
     listed = json.loads(ok(cli, "resource-servers", "list", "--json").stdout)
-    assert listed == [{"id": server_id, "name": "Trigger shim", "disabled": False,
-                       "created_at": "2030-01-01T00:00:00Z"}]
+    assert listed == [
+        {
+            "id": server_id,
+            "name": "Trigger shim",
+            "disabled": False,
+            "created_at": "2030-01-01T00:00:00Z",
+        }
+    ]
     assert secret not in table
 
 
@@ -195,21 +205,27 @@ def test_failed_introspection_auth_is_audited(http, shim, access_token):
     assert "wrong" not in json.dumps(failed.details)
 
 
-@pytest.mark.parametrize("args", [
-    ("resource-servers", "rotate-secret", "rs_nope"),
-    ("resource-servers", "secrets", "rs_nope"),
-    ("resource-servers", "expire-secret", "rs_nope", "--old"),
-    ("resource-servers", "delete", "rs_nope", "--yes"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("resource-servers", "rotate-secret", "rs_nope"),
+        ("resource-servers", "secrets", "rs_nope"),
+        ("resource-servers", "expire-secret", "rs_nope", "--old"),
+        ("resource-servers", "delete", "rs_nope", "--yes"),
+    ],
+)
 def test_unknown_resource_server_is_one_line_error(cli, shim, args):
     assert_one_line_error(run(cli, *args), "no resource server with id 'rs_nope'")
 
 
-@pytest.mark.parametrize(("overlap", "message"), [
-    ("5x", "is not a duration"),
-    ("-1h", "is negative"),
-    ("4000d", "is too long"),
-])
+@pytest.mark.parametrize(
+    ("overlap", "message"),
+    [
+        ("5x", "is not a duration"),
+        ("-1h", "is negative"),
+        ("4000d", "is too long"),
+    ],
+)
 def test_bad_overlap_is_one_line_error(cli, shim, overlap, message):
     server_id, _ = shim
     result = run(cli, "resource-servers", "rotate-secret", server_id, f"--overlap={overlap}")

@@ -25,8 +25,9 @@ def issue_json(cli, *args):
 
 
 def test_tokens_issue_json_works_immediately_on_user_info(cli, http, user, oauth_client):
-    body = issue_json(cli, "--user", "walter", "--client", oauth_client.client_id,
-                      "--scope", "ifttt")
+    body = issue_json(
+        cli, "--user", "walter", "--client", oauth_client.client_id, "--scope", "ifttt"
+    )
     assert set(body) == {"token_type", "access_token", "refresh_token", "expires_in", "scope"}
     assert body["token_type"] == "Bearer"
     assert body["scope"] == "ifttt"
@@ -45,8 +46,9 @@ def test_tokens_issue_is_committed_for_other_connections(cli, app, user, oauth_c
     assert body["scope"] == "ifttt"
 
 
-def test_tokens_issue_refresh_token_is_exchangeable(cli, http, user, oauth_client,
-                                                    client_secret, refresh):
+def test_tokens_issue_refresh_token_is_exchangeable(
+    cli, http, user, oauth_client, client_secret, refresh
+):
     body = issue_json(cli, "--user", "walter", "--client", oauth_client.client_id)
     response = refresh(body["refresh_token"], oauth_client.client_id, client_secret)
     assert response.status_code == 200
@@ -54,8 +56,9 @@ def test_tokens_issue_refresh_token_is_exchangeable(cli, http, user, oauth_clien
 
 
 def test_tokens_issue_plain_output_names_each_value(cli, http, user, oauth_client):
-    result = cli.invoke(args=["tokens", "issue", "--user", "walter", "--client",
-                              oauth_client.client_id])
+    result = cli.invoke(
+        args=["tokens", "issue", "--user", "walter", "--client", oauth_client.client_id]
+    )
     assert result.exit_code == 0, result.output
     lines = dict(line.split(":", 1) for line in result.output.strip().splitlines())
     assert set(lines) == {"access_token", "refresh_token", "expires_in", "scope"}
@@ -87,7 +90,9 @@ def test_tokens_issue_refused_for_disabled_user(cli, user, oauth_client):
 
 def test_tokens_issue_refused_for_disabled_client(cli, app, user, oauth_client):
     client_service.update_client(
-        "ifttt", disabled=True, default_access=app.config["ACCESS_TOKEN_TTL"],
+        "ifttt",
+        disabled=True,
+        default_access=app.config["ACCESS_TOKEN_TTL"],
         default_grace=app.config["REFRESH_GRACE_SECONDS"],
     )
     result = cli.invoke(args=["tokens", "issue", "--user", "walter", "--client", "ifttt"])
@@ -176,8 +181,9 @@ def test_tokens_list_shows_live_grants_of_user(cli, user, oauth_client):
     assert "access_token" not in result.output
     assert revoked["access_token"] not in result.output
 
-    every = json.loads(cli.invoke(args=["tokens", "list", "--user", "walter", "--all",
-                                        "--json"]).output)
+    every = json.loads(
+        cli.invoke(args=["tokens", "list", "--user", "walter", "--all", "--json"]).output
+    )
     assert len(every) == 2
     assert sorted(r["revoke_reason"] or "" for r in every) == ["", "admin"]
 

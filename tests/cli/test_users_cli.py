@@ -93,9 +93,7 @@ def test_create_without_json_prints_one_human_line(cli):
         input=PASSWORD + "\n",
     )
     row = stored_user("hank")
-    assert result.stdout.strip().splitlines() == [
-        f"Created user hank (id {row.public_id})."
-    ]
+    assert result.stdout.strip().splitlines() == [f"Created user hank (id {row.public_id})."]
     assert row.email is None
 
 
@@ -172,9 +170,7 @@ def test_show_json_lists_connected_apps(cli, user, oauth_client, get_code):
     get_code(user, oauth_client)
     document = one_json_document(run_ok(cli, "users", "show", "walter", "--json"))
     assert document["id"] == user.public_id
-    assert [a["client_id"] for a in document["connected_apps"]] == [
-        oauth_client.client_id
-    ]
+    assert [a["client_id"] for a in document["connected_apps"]] == [oauth_client.client_id]
 
 
 def test_show_without_json_names_the_user(cli, user):

@@ -60,8 +60,9 @@ def test_allow_redirects_with_code_and_same_state(http, user, login_as, oauth_cl
     login_as(user)
     url = authorize_url(oauth_client.client_id, state="xyz-123")
     page = http.get(url)
-    response = http.post(url, data={"csrf_token": csrf_token_of(page.get_data(as_text=True)),
-                                    "decision": "allow"})
+    response = http.post(
+        url, data={"csrf_token": csrf_token_of(page.get_data(as_text=True)), "decision": "allow"}
+    )
     assert response.status_code == 302
     location = response.headers["Location"]
     assert location.startswith(IFTTT_REDIRECT + "?")
@@ -74,8 +75,9 @@ def test_second_registered_redirect_uri_is_accepted(http, user, login_as, oauth_
     login_as(user)
     url = authorize_url(oauth_client.client_id, redirect_uri=STAGING_REDIRECT)
     page = http.get(url)
-    response = http.post(url, data={"csrf_token": csrf_token_of(page.get_data(as_text=True)),
-                                    "decision": "allow"})
+    response = http.post(
+        url, data={"csrf_token": csrf_token_of(page.get_data(as_text=True)), "decision": "allow"}
+    )
     assert response.headers["Location"].startswith(STAGING_REDIRECT + "?")
 
 
@@ -83,8 +85,9 @@ def test_deny_redirects_with_access_denied_and_state(http, user, login_as, oauth
     login_as(user)
     url = authorize_url(oauth_client.client_id, state="s1")
     page = http.get(url)
-    response = http.post(url, data={"csrf_token": csrf_token_of(page.get_data(as_text=True)),
-                                    "decision": "deny"})
+    response = http.post(
+        url, data={"csrf_token": csrf_token_of(page.get_data(as_text=True)), "decision": "deny"}
+    )
     assert response.status_code == 302
     query = query_of(response.headers["Location"])
     assert query["error"] == "access_denied"
@@ -126,8 +129,11 @@ def test_unknown_scope_is_refused_with_redirect(http, user, login_as, oauth_clie
 
 def test_plain_pkce_is_refused(http, user, login_as, oauth_client):
     login_as(user)
-    response = http.get(authorize_url(oauth_client.client_id, code_challenge="a" * 43,
-                                      code_challenge_method="plain"))
+    response = http.get(
+        authorize_url(
+            oauth_client.client_id, code_challenge="a" * 43, code_challenge_method="plain"
+        )
+    )
     assert response.status_code == 302
     assert query_of(response.headers["Location"])["error"] == "invalid_request"
 
@@ -138,8 +144,9 @@ def test_public_client_must_send_pkce(http, user, login_as):
     response = http.get(authorize_url(public.client_id))
     assert query_of(response.headers["Location"])["error"] == "invalid_request"
     _, challenge = pkce_pair()
-    response = http.get(authorize_url(public.client_id, code_challenge=challenge,
-                                      code_challenge_method="S256"))
+    response = http.get(
+        authorize_url(public.client_id, code_challenge=challenge, code_challenge_method="S256")
+    )
     assert response.status_code == 200
 
 

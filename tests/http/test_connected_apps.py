@@ -18,14 +18,18 @@ def test_connected_apps_requires_login(http):
 def test_disconnect_revokes_tokens_and_forgets_consent(
     http, user, oauth_client, client_secret, get_code, exchange
 ):
-    tokens = exchange(get_code(user, oauth_client), oauth_client.client_id,
-                      client_secret).get_json()
+    tokens = exchange(
+        get_code(user, oauth_client), oauth_client.client_id, client_secret
+    ).get_json()
     page = http.get("/account/apps").get_data(as_text=True)
-    response = http.post("/account/apps/revoke", data={
-        "csrf_token": csrf_token_of(page), "client_id": oauth_client.client_id})
+    response = http.post(
+        "/account/apps/revoke",
+        data={"csrf_token": csrf_token_of(page), "client_id": oauth_client.client_id},
+    )
     assert response.status_code == 302
-    info = http.get("/ifttt/v1/user/info",
-                    headers={"Authorization": "Bearer " + tokens["access_token"]})
+    info = http.get(
+        "/ifttt/v1/user/info", headers={"Authorization": "Bearer " + tokens["access_token"]}
+    )
     assert info.status_code == 401
     # Consent is forgotten: the next authorization asks again.
     again = http.get(authorize_url(oauth_client.client_id))

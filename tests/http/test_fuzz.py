@@ -112,8 +112,11 @@ def test_openapi_document_is_served_and_describes_the_machine_endpoints(http):
     assert document == _document()
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) == {
-        "/oauth/token", "/oauth/revoke", "/oauth/introspect",
-        "/.well-known/oauth-authorization-server", "/ifttt/v1/user/info",
+        "/oauth/token",
+        "/oauth/revoke",
+        "/oauth/introspect",
+        "/.well-known/oauth-authorization-server",
+        "/ifttt/v1/user/info",
     }
     for path in ("/oauth/token", "/oauth/revoke", "/oauth/introspect"):
         body = document["paths"][path]["post"]["requestBody"]["content"]
@@ -137,9 +140,16 @@ def test_openapi_document_is_valid_openapi(schema):
 @pytest.mark.parametrize(
     ("label", "mode"),
     [
-        *[(label, mode) for label in ("POST /oauth/token", "POST /oauth/revoke",
-                                      "POST /oauth/introspect", "GET /ifttt/v1/user/info")
-          for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)],
+        *[
+            (label, mode)
+            for label in (
+                "POST /oauth/token",
+                "POST /oauth/revoke",
+                "POST /oauth/introspect",
+                "GET /ifttt/v1/user/info",
+            )
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        ],
         # Metadata takes no input, so there is nothing to make invalid.
         ("GET /.well-known/oauth-authorization-server", GenerationMode.POSITIVE),
     ],
@@ -150,8 +160,12 @@ def test_fuzzed_requests_never_5xx_and_match_the_document(schema, label, mode):
 
 @pytest.mark.parametrize(
     "label",
-    ["POST /oauth/token", "POST /oauth/revoke", "POST /oauth/introspect",
-     "GET /ifttt/v1/user/info"],
+    [
+        "POST /oauth/token",
+        "POST /oauth/revoke",
+        "POST /oauth/introspect",
+        "GET /ifttt/v1/user/info",
+    ],
 )
 def test_fuzzed_requests_with_valid_credentials_never_5xx(schema, credentials, label):
     _fuzz(_operation(schema, label), GenerationMode.POSITIVE, headers=credentials[label])
@@ -160,8 +174,20 @@ def test_fuzzed_requests_with_valid_credentials_never_5xx(schema, credentials, l
 # Hypothesis straight at the parsers: any form fields, any bytes.
 
 FIELD_NAMES = st.one_of(
-    st.sampled_from(["grant_type", "code", "refresh_token", "client_id", "client_secret",
-                     "redirect_uri", "code_verifier", "scope", "token", "token_type_hint"]),
+    st.sampled_from(
+        [
+            "grant_type",
+            "code",
+            "refresh_token",
+            "client_id",
+            "client_secret",
+            "redirect_uri",
+            "code_verifier",
+            "scope",
+            "token",
+            "token_type_hint",
+        ]
+    ),
     st.text(max_size=20),
 )
 FIELD_VALUES = st.one_of(
@@ -180,8 +206,11 @@ def test_arbitrary_form_fields_never_5xx(http, oauth_client, client_secret, path
     def run(fields, with_auth):
         response = http.post(path, data=MultiDict(fields), headers=auth if with_auth else {})
         if response.status_code == 200:
-            shape = {"/oauth/token": "TokenResponse", "/oauth/revoke": "Empty",
-                     "/oauth/introspect": "Introspection"}[path]
+            shape = {
+                "/oauth/token": "TokenResponse",
+                "/oauth/revoke": "Empty",
+                "/oauth/introspect": "Introspection",
+            }[path]
             assert_documented(shape, response.get_json())
         else:
             assert_documented_error(path, response)
@@ -191,10 +220,16 @@ def test_arbitrary_form_fields_never_5xx(http, oauth_client, client_secret, path
 
 @pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
 def test_arbitrary_body_bytes_never_5xx(http, path):
-    content_types = st.sampled_from([
-        "application/x-www-form-urlencoded", "application/json", "multipart/form-data",
-        "multipart/form-data; boundary=x", "text/plain", "application/x-www-form-urlencoded; charset=latin-1",
-    ])
+    content_types = st.sampled_from(
+        [
+            "application/x-www-form-urlencoded",
+            "application/json",
+            "multipart/form-data",
+            "multipart/form-data; boundary=x",
+            "text/plain",
+            "application/x-www-form-urlencoded; charset=latin-1",
+        ]
+    )
 
     @FUZZ
     @given(body=st.binary(max_size=2000), content_type=content_types)
@@ -208,12 +243,15 @@ def test_arbitrary_body_bytes_never_5xx(http, path):
 
 def test_arbitrary_login_form_never_5xx_and_never_logs_in(http, user):
     token = csrf_token_of(http.get("/login").get_data(as_text=True))
-    names = st.one_of(st.sampled_from(["username", "password", "next", "csrf_token"]),
-                      st.text(max_size=10))
+    names = st.one_of(
+        st.sampled_from(["username", "password", "next", "csrf_token"]), st.text(max_size=10)
+    )
 
     @FUZZ
-    @given(fields=st.lists(st.tuples(names, st.text(max_size=300)), max_size=6),
-           with_token=st.booleans())
+    @given(
+        fields=st.lists(st.tuples(names, st.text(max_size=300)), max_size=6),
+        with_token=st.booleans(),
+    )
     def run(fields, with_token):
         data = [*fields, ("csrf_token", token)] if with_token else fields
         response = http.post("/login", data=MultiDict(data))

@@ -66,7 +66,8 @@ def test_readyz_unavailable_when_database_not_migrated(other_app, tmp_path):
     response = fresh.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json() == {
-        "status": "unavailable", "reason": f"database not migrated, expected {head}",
+        "status": "unavailable",
+        "reason": f"database not migrated, expected {head}",
     }
 
 
@@ -86,8 +87,9 @@ def test_readyz_unavailable_when_schema_behind_head(other_app, tmp_path):
 
 
 def test_readyz_unavailable_when_database_unreachable(other_app):
-    dead = other_app(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere",
-                     DB_TIMEOUT_SECONDS=1)
+    dead = other_app(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere", DB_TIMEOUT_SECONDS=1
+    )
     http = dead.test_client()
     started = time.monotonic()
     response = http.get("/readyz")
@@ -98,15 +100,22 @@ def test_readyz_unavailable_when_database_unreachable(other_app):
 
 
 def test_endpoints_answer_503_in_their_shape_when_database_unreachable(other_app, caplog):
-    dead = other_app(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere",
-                     DB_TIMEOUT_SECONDS=1)
+    dead = other_app(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere", DB_TIMEOUT_SECONDS=1
+    )
     http = dead.test_client()
-    token = http.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": "r" * 43,
-        "client_id": "ifttt", "client_secret": "s" * 43,
-    })
-    introspection = http.post("/oauth/introspect", data={"token": "a" * 43},
-                              auth=("rs_shim", "s" * 43))
+    token = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": "r" * 43,
+            "client_id": "ifttt",
+            "client_secret": "s" * 43,
+        },
+    )
+    introspection = http.post(
+        "/oauth/introspect", data={"token": "a" * 43}, auth=("rs_shim", "s" * 43)
+    )
     user_info = http.get("/ifttt/v1/user/info", headers={"Authorization": "Bearer " + "a" * 43})
     for response in (token, introspection):
         assert response.status_code == 503, response.get_data(as_text=True)

@@ -27,9 +27,23 @@ SCRIPT = '<script>alert("pwned")</script>'
 TEN_KB = "A" * 10240
 SQL = "' OR '1'='1' --; DROP TABLE users; --"
 FORM = "application/x-www-form-urlencoded"
-FIELDS = ("grant_type", "code", "refresh_token", "client_id", "client_secret", "redirect_uri",
-          "token", "token_type_hint", "username", "password", "next", "decision", "state",
-          "response_type", "scope")
+FIELDS = (
+    "grant_type",
+    "code",
+    "refresh_token",
+    "client_id",
+    "client_secret",
+    "redirect_uri",
+    "token",
+    "token_type_hint",
+    "username",
+    "password",
+    "next",
+    "decision",
+    "state",
+    "response_type",
+    "scope",
+)
 
 # (method, path, kind): kind says which error shape the endpoint owes its callers.
 ENDPOINTS = [
@@ -51,31 +65,48 @@ ENDPOINTS = [
 
 
 def _fields(value):
-    return {name: value for name in FIELDS}
+    return dict.fromkeys(FIELDS, value)
 
 
 # name -> (query string, request kwargs); a dict body gets a valid CSRF token added.
 PAYLOADS = {
     "empty body": ("", {"data": b"", "content_type": FORM}),
     "huge body": ("", {"data": b"token=" + b"x" * 200_000, "content_type": FORM}),
-    "json instead of form": ("", {"data": json.dumps(_fields("x")),
-                                  "content_type": "application/json"}),
-    "invalid utf-8 bytes": ("", {"data": b"&".join(f.encode() + b"=\xff\xfe\xc3\x28"
-                                                   for f in FIELDS), "content_type": FORM}),
-    "invalid utf-8 escapes": ("", {"data": "&".join(f"{f}=%ff%fe%c3%28" for f in FIELDS),
-                                   "content_type": FORM}),
+    "json instead of form": (
+        "",
+        {"data": json.dumps(_fields("x")), "content_type": "application/json"},
+    ),
+    "invalid utf-8 bytes": (
+        "",
+        {
+            "data": b"&".join(f.encode() + b"=\xff\xfe\xc3\x28" for f in FIELDS),
+            "content_type": FORM,
+        },
+    ),
+    "invalid utf-8 escapes": (
+        "",
+        {"data": "&".join(f"{f}=%ff%fe%c3%28" for f in FIELDS), "content_type": FORM},
+    ),
     "nul bytes": ("", {"data": _fields("wal\x00ter")}),
     "10 kB parameters": ("", {"data": _fields(TEN_KB)}),
     "sql fragments": ("", {"data": _fields(SQL)}),
     "html fragments": ("", {"data": _fields(SCRIPT)}),
-    "unicode": ("", {"data": _fields("\u202eＷａｌｔｅｒ\u200b🦄")}),
-    "broken multipart": ("", {"data": b"--zz\r\nContent-Disposition: form-data; name=",
-                              "content_type": "multipart/form-data; boundary=zz"}),
+    "unicode": ("", {"data": _fields("\u202e\uff37\uff41\uff4c\uff54\uff45\uff52\u200b🦄")}),
+    "broken multipart": (
+        "",
+        {
+            "data": b"--zz\r\nContent-Disposition: form-data; name=",
+            "content_type": "multipart/form-data; boundary=zz",
+        },
+    ),
     "binary body": ("", {"data": bytes(range(256)), "content_type": "application/octet-stream"}),
     "query invalid utf-8": ("client_id=%ff%fe&state=%c3%28&next=%ff&redirect_uri=%ff", {}),
     "query nul": ("client_id=%00&state=%00&next=/%00&redirect_uri=%00&response_type=%00", {}),
-    "query html": (f"client_id={SCRIPT}&state={SCRIPT}&next=/{SCRIPT}&scope={SCRIPT}"
-                   f"&redirect_uri={SCRIPT}&response_type=code", {}),
+    "query html": (
+        f"client_id={SCRIPT}&state={SCRIPT}&next=/{SCRIPT}&scope={SCRIPT}"
+        f"&redirect_uri={SCRIPT}&response_type=code",
+        {},
+    ),
     "query 10 kB": (f"client_id={TEN_KB}&state={TEN_KB}&next=/{TEN_KB}", {}),
     "query sql": (f"client_id={SQL}&state={SQL}&redirect_uri={SQL}", {}),
 }
@@ -108,8 +139,9 @@ def assert_sane(kind, path, response, context):
 
 
 @pytest.mark.parametrize("logged_in", [False, True], ids=["anonymous", "logged-in"])
-@pytest.mark.parametrize(("method", "path", "kind"), ENDPOINTS,
-                         ids=[f"{m} {p}" for m, p, _ in ENDPOINTS])
+@pytest.mark.parametrize(
+    ("method", "path", "kind"), ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in ENDPOINTS]
+)
 def test_hostile_payloads_never_5xx(http, world, method, path, kind, logged_in):
     if logged_in:
         with http.session_transaction() as session:
@@ -177,12 +209,15 @@ MALFORMED_BASIC = {
 
 
 @pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
-def test_malformed_basic_auth_is_401_invalid_client(http, world, oauth_client, client_secret,
-                                                    path):
+def test_malformed_basic_auth_is_401_invalid_client(http, world, oauth_client, client_secret, path):
     # Valid body credentials do not rescue a broken header: one method per request.
-    data = {"grant_type": "refresh_token", "refresh_token": world["tokens"]["refresh_token"],
-            "token": world["tokens"]["access_token"], "client_id": oauth_client.client_id,
-            "client_secret": client_secret}
+    data = {
+        "grant_type": "refresh_token",
+        "refresh_token": world["tokens"]["refresh_token"],
+        "token": world["tokens"]["access_token"],
+        "client_id": oauth_client.client_id,
+        "client_secret": client_secret,
+    }
     for case, headers in MALFORMED_BASIC.items():
         response = http.post(path, data=data, headers=headers)
         assert response.status_code == 401, (case, response.get_json())
@@ -212,8 +247,11 @@ def test_hostile_authorization_headers_never_5xx(http, world):
         assert info.status_code == 401, case
         assert_documented_error("/ifttt/v1/user/info", info)
         for path in ("/oauth/token", "/oauth/revoke", "/oauth/introspect"):
-            response = http.post(path, data={"grant_type": "refresh_token", "token": "x",
-                                             "refresh_token": "x"}, headers=headers)
+            response = http.post(
+                path,
+                data={"grant_type": "refresh_token", "token": "x", "refresh_token": "x"},
+                headers=headers,
+            )
             assert response.status_code in (400, 401), (case, path, response.get_json())
             assert_documented_error(path, response)
 
@@ -221,34 +259,50 @@ def test_hostile_authorization_headers_never_5xx(http, world):
 # Credentials tricks: mixing, swapping and smuggling client identities.
 
 
-def test_basic_and_body_naming_different_clients_is_rejected(http, world, oauth_client,
-                                                            client_secret):
+def test_basic_and_body_naming_different_clients_is_rejected(
+    http, world, oauth_client, client_secret
+):
     other, _ = make_oauth_client()
-    response = http.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": world["tokens"]["refresh_token"],
-        "client_id": other.client_id,
-    }, headers=basic_auth(oauth_client.client_id, client_secret))
+    response = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": world["tokens"]["refresh_token"],
+            "client_id": other.client_id,
+        },
+        headers=basic_auth(oauth_client.client_id, client_secret),
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"
     assert "client_id" in response.get_json()["error_description"]
 
 
-def test_basic_and_body_with_different_secrets_is_rejected(http, world, oauth_client,
-                                                          client_secret):
-    response = http.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": world["tokens"]["refresh_token"],
-        "client_secret": "guess",
-    }, headers=basic_auth(oauth_client.client_id, client_secret))
+def test_basic_and_body_with_different_secrets_is_rejected(
+    http, world, oauth_client, client_secret
+):
+    response = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": world["tokens"]["refresh_token"],
+            "client_secret": "guess",
+        },
+        headers=basic_auth(oauth_client.client_id, client_secret),
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"
 
 
-def test_basic_with_matching_body_client_id_is_accepted(http, world, oauth_client,
-                                                       client_secret):
-    response = http.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": world["tokens"]["refresh_token"],
-        "client_id": oauth_client.client_id,
-    }, headers=basic_auth(oauth_client.client_id, client_secret))
+def test_basic_with_matching_body_client_id_is_accepted(http, world, oauth_client, client_secret):
+    response = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": world["tokens"]["refresh_token"],
+            "client_id": oauth_client.client_id,
+        },
+        headers=basic_auth(oauth_client.client_id, client_secret),
+    )
     assert response.status_code == 200
 
 
@@ -257,38 +311,56 @@ def test_basic_credentials_are_form_urlencoded(http, app, user):
     oauth_client, secret = make_oauth_client(client_id="odd%id")
     tokens = make_tokens(user, oauth_client)
     raw = f"odd%25id:{secret}".encode()
-    response = http.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-    }, headers=_basic_raw(raw))
+    response = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+        },
+        headers=_basic_raw(raw),
+    )
     assert response.status_code == 200, response.get_json()
 
 
 def test_client_id_with_another_clients_secret_is_invalid_client(http, world, oauth_client):
-    other, other_secret = make_oauth_client()
+    _other, other_secret = make_oauth_client()
     for headers, data in (
         (basic_auth(oauth_client.client_id, other_secret), {}),
         ({}, {"client_id": oauth_client.client_id, "client_secret": other_secret}),
     ):
-        response = http.post("/oauth/token", headers=headers, data={
-            "grant_type": "refresh_token", "refresh_token": world["tokens"]["refresh_token"],
-            **data})
+        response = http.post(
+            "/oauth/token",
+            headers=headers,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": world["tokens"]["refresh_token"],
+                **data,
+            },
+        )
         assert response.status_code == 401
         assert response.get_json()["error"] == "invalid_client"
 
 
 def test_confidential_client_without_secret_is_invalid_client(http, world, oauth_client):
-    response = http.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": world["tokens"]["refresh_token"],
-        "client_id": oauth_client.client_id})
+    response = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": world["tokens"]["refresh_token"],
+            "client_id": oauth_client.client_id,
+        },
+    )
     assert response.status_code == 401
     assert response.get_json()["error"] == "invalid_client"
 
 
 def test_other_clients_refresh_token_is_invalid_grant(http, world):
     other, other_secret = make_oauth_client()
-    response = http.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": world["tokens"]["refresh_token"]},
-        headers=basic_auth(other.client_id, other_secret))
+    response = http.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": world["tokens"]["refresh_token"]},
+        headers=basic_auth(other.client_id, other_secret),
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_grant"
 
@@ -307,8 +379,11 @@ def test_other_client_cannot_introspect_or_revoke_a_token(http, world):
 def test_client_credentials_do_not_work_as_resource_server(http, world):
     """A resource server id equal to nothing, with a client's secret, gets nothing."""
     server, server_secret = client_service.register_resource_server("shim")
-    response = http.post("/oauth/introspect", data={"token": world["tokens"]["access_token"]},
-                         headers=basic_auth(server.server_id, server_secret + "x"))
+    response = http.post(
+        "/oauth/introspect",
+        data={"token": world["tokens"]["access_token"]},
+        headers=basic_auth(server.server_id, server_secret + "x"),
+    )
     assert response.status_code == 401
 
 
@@ -318,11 +393,9 @@ def test_user_info_accepts_the_access_token_only_as_bearer(http, world, where):
     if where == "query":
         response = http.get(f"/ifttt/v1/user/info?access_token={access}")
     elif where == "form":
-        response = http.open("/ifttt/v1/user/info", method="GET",
-                             data={"access_token": access})
+        response = http.open("/ifttt/v1/user/info", method="GET", data={"access_token": access})
     elif where == "refresh token":
-        response = http.get("/ifttt/v1/user/info",
-                            headers={"Authorization": "Bearer " + refresh})
+        response = http.get("/ifttt/v1/user/info", headers={"Authorization": "Bearer " + refresh})
     elif where == "basic":
         response = http.get("/ifttt/v1/user/info", headers=basic_auth(access, "x"))
     else:
@@ -350,8 +423,9 @@ UNREGISTERED_REDIRECTS = [
 
 
 @pytest.mark.parametrize("logged_in", [False, True], ids=["anonymous", "logged-in"])
-def test_unregistered_redirect_uri_shows_error_page_never_redirects(http, user, oauth_client,
-                                                                     login_as, logged_in):
+def test_unregistered_redirect_uri_shows_error_page_never_redirects(
+    http, user, oauth_client, login_as, logged_in
+):
     if logged_in:
         login_as(user)
     for redirect_uri in UNREGISTERED_REDIRECTS:
@@ -381,8 +455,10 @@ def test_consent_page_escapes_state_and_client_name(http, user, login_as):
     assert "<script>" not in html
     assert "&lt;script&gt;" in html  # the name is shown, escaped
     # Allowing still hands the state back intact to the client.
-    response = http.post(authorize_url(oauth_client.client_id, state=SCRIPT),
-                         data={"csrf_token": csrf_token_of(html), "decision": "allow"})
+    response = http.post(
+        authorize_url(oauth_client.client_id, state=SCRIPT),
+        data={"csrf_token": csrf_token_of(html), "decision": "allow"},
+    )
     assert response.status_code == 302
     assert query_of(response.headers["Location"])["state"] == SCRIPT
 
@@ -401,25 +477,41 @@ def test_login_page_escapes_next_and_username(http):
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "<script>" not in html
-    response = http.post("/login", data={"csrf_token": csrf_token_of(html),
-                                         "username": SCRIPT, "password": "x",
-                                         "next": "/" + SCRIPT})
+    response = http.post(
+        "/login",
+        data={
+            "csrf_token": csrf_token_of(html),
+            "username": SCRIPT,
+            "password": "x",
+            "next": "/" + SCRIPT,
+        },
+    )
     assert response.status_code == 401
     assert "<script>" not in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("next_url", ["https://evil.example/", "//evil.example",
-                                      "/\\evil.example", "javascript:alert(1)",
-                                      "/%0d%0aLocation:%20https://evil.example",
-                                      "/\r\nLocation: https://evil.example"])
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "https://evil.example/",
+        "//evil.example",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/%0d%0aLocation:%20https://evil.example",
+        "/\r\nLocation: https://evil.example",
+    ],
+)
 def test_login_never_redirects_off_site(http, user, next_url):
     token = csrf_token_of(http.get("/login").get_data(as_text=True))
-    response = http.post("/login", data={"csrf_token": token, "username": "walter",
-                                         "password": PASSWORD, "next": next_url})
+    response = http.post(
+        "/login",
+        data={"csrf_token": token, "username": "walter", "password": PASSWORD, "next": next_url},
+    )
     assert response.status_code == 302
     location = urlsplit(response.headers["Location"])
     assert location.netloc in ("", "localhost")
-    assert location.path.startswith("/") and not location.path.startswith("//")
+    assert location.path.startswith("/")
+    assert not location.path.startswith("//")
     assert "\n" not in response.headers["Location"]
 
 
@@ -430,8 +522,9 @@ def test_unicode_usernames_log_in(http, app):
     for username in ("zoë", "Ζωή", "用户", "user🦄"):
         make_user(username=username)
         token = csrf_token_of(http.get("/login").get_data(as_text=True))
-        response = http.post("/login", data={"csrf_token": token, "username": username,
-                                             "password": PASSWORD})
+        response = http.post(
+            "/login", data={"csrf_token": token, "username": username, "password": PASSWORD}
+        )
         assert response.status_code == 302, username
         with http.session_transaction() as session:
             session.clear()
@@ -440,17 +533,25 @@ def test_unicode_usernames_log_in(http, app):
 def test_decomposed_unicode_username_matches_composed_one(http, app):
     make_user(username="zo\u00eb")
     token = csrf_token_of(http.get("/login").get_data(as_text=True))
-    response = http.post("/login", data={"csrf_token": token, "username": "zoe\u0308",
-                                         "password": PASSWORD})
+    response = http.post(
+        "/login", data={"csrf_token": token, "username": "zoe\u0308", "password": PASSWORD}
+    )
     assert response.status_code == 302
 
 
 def test_lookalike_usernames_do_not_log_in_as_someone_else(http, user):
-    for username in ("walter\u200b", "\u202ewalter", "walter\x00", "wa\u0000lter",
-                     "w\u0430lter", "WALTER"):
+    for username in (
+        "walter\u200b",
+        "\u202ewalter",
+        "walter\x00",
+        "wa\u0000lter",
+        "w\u0430lter",
+        "WALTER",
+    ):
         token = csrf_token_of(http.get("/login").get_data(as_text=True))
-        response = http.post("/login", data={"csrf_token": token, "username": username,
-                                             "password": PASSWORD})
+        response = http.post(
+            "/login", data={"csrf_token": token, "username": username, "password": PASSWORD}
+        )
         assert response.status_code == 401, repr(username)
         with http.session_transaction() as session:
             assert "_user_id" not in session
@@ -463,15 +564,18 @@ def test_disconnect_with_hostile_client_id_is_4xx(http, user, login_as):
     login_as(user)
     token = csrf_token_of(http.get("/account/apps").get_data(as_text=True))
     for client_id in ("", "\x00", TEN_KB, SQL, SCRIPT, "no-such-client", "ifttt\x00"):
-        response = http.post("/account/apps/revoke", data={"csrf_token": token,
-                                                           "client_id": client_id})
+        response = http.post(
+            "/account/apps/revoke", data={"csrf_token": token, "client_id": client_id}
+        )
         assert response.status_code in (400, 404), repr(client_id[:20])
         assert response.mimetype == "text/html"
         assert "<script>" not in response.get_data(as_text=True)
 
 
 def test_query_and_form_duplicates_on_token_endpoint_never_5xx(http):
-    response = http.post("/oauth/token?client_id=a&client_id=b",
-                         data=MultiDict([("grant_type", "x"), ("grant_type", "y")]))
+    response = http.post(
+        "/oauth/token?client_id=a&client_id=b",
+        data=MultiDict([("grant_type", "x"), ("grant_type", "y")]),
+    )
     assert response.status_code == 400
     assert_documented("OAuthError", response.get_json())

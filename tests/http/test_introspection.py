@@ -11,8 +11,17 @@ from tests.factories import make_user
 
 FROZEN = "2030-01-01T00:00:00+00:00"
 URL = "/oauth/introspect"
-ACTIVE_FIELDS = {"active", "sub", "username", "client_id", "scope", "token_type", "exp",
-                 "iat", "iss"}
+ACTIVE_FIELDS = {
+    "active",
+    "sub",
+    "username",
+    "client_id",
+    "scope",
+    "token_type",
+    "exp",
+    "iat",
+    "iss",
+}
 
 
 @pytest.fixture
@@ -29,8 +38,7 @@ def tokens(user, oauth_client):
 @pytest.fixture
 def introspect(http, resource_server):
     def _introspect(token, **extra):
-        return http.post(URL, data={"token": token, **extra},
-                         headers=basic_auth(*resource_server))
+        return http.post(URL, data={"token": token, **extra}, headers=basic_auth(*resource_server))
 
     return _introspect
 
@@ -41,8 +49,9 @@ def assert_inactive(response):
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_introspection_describes_active_token_via_basic(http, user, oauth_client, tokens,
-                                                        introspect):
+def test_introspection_describes_active_token_via_basic(
+    http, user, oauth_client, tokens, introspect
+):
     response = introspect(tokens["access_token"])
     assert response.status_code == 200
     body = response.get_json()
@@ -60,8 +69,9 @@ def test_introspection_describes_active_token_via_basic(http, user, oauth_client
 
 def test_introspection_sub_equals_user_info_id(http, tokens, introspect):
     sub = introspect(tokens["access_token"]).get_json()["sub"]
-    info = http.get("/ifttt/v1/user/info",
-                    headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    info = http.get(
+        "/ifttt/v1/user/info", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
     assert sub == info.get_json()["data"]["id"]
 
 
@@ -75,8 +85,9 @@ def test_introspection_exact_times_when_frozen(user, oauth_client, introspect):
 
 def test_introspection_accepts_credentials_in_form_body(http, tokens, resource_server):
     server_id, secret = resource_server
-    response = http.post(URL, data={"token": tokens["access_token"], "client_id": server_id,
-                                    "client_secret": secret})
+    response = http.post(
+        URL, data={"token": tokens["access_token"], "client_id": server_id, "client_secret": secret}
+    )
     assert response.status_code == 200
     assert response.get_json()["active"] is True
 
@@ -109,14 +120,18 @@ def test_introspection_rejected_with_wrong_secret(http, tokens, resource_server,
 
 
 def test_introspection_rejected_for_unknown_caller(http, tokens):
-    response = http.post(URL, data={"token": tokens["access_token"]},
-                         headers=basic_auth("rs_nobody", "secret"))
+    response = http.post(
+        URL, data={"token": tokens["access_token"]}, headers=basic_auth("rs_nobody", "secret")
+    )
     assert response.status_code == 401
 
 
 def test_introspection_rejected_with_malformed_basic(http, tokens):
-    response = http.post(URL, data={"token": tokens["access_token"]},
-                         headers={"Authorization": "Basic !!!not-base64"})
+    response = http.post(
+        URL,
+        data={"token": tokens["access_token"]},
+        headers={"Authorization": "Basic !!!not-base64"},
+    )
     assert response.status_code == 401
 
 
@@ -156,28 +171,34 @@ def test_introspection_inactive_when_user_disabled(user, tokens, introspect):
 
 
 def test_introspection_client_sees_its_own_token(http, tokens, oauth_client, client_secret):
-    response = http.post(URL, data={"token": tokens["access_token"]},
-                         headers=basic_auth(oauth_client.client_id, client_secret))
+    response = http.post(
+        URL,
+        data={"token": tokens["access_token"]},
+        headers=basic_auth(oauth_client.client_id, client_secret),
+    )
     assert response.status_code == 200
     assert response.get_json()["active"] is True
 
 
 def test_introspection_inactive_for_other_clients_token(http, tokens):
     other, other_secret = make_oauth_client(name="Other")
-    response = http.post(URL, data={"token": tokens["access_token"]},
-                         headers=basic_auth(other.client_id, other_secret))
+    response = http.post(
+        URL,
+        data={"token": tokens["access_token"]},
+        headers=basic_auth(other.client_id, other_secret),
+    )
     assert_inactive(response)
 
 
-def test_introspection_rejected_for_disabled_resource_server(http, app, tokens,
-                                                             resource_server):
+def test_introspection_rejected_for_disabled_resource_server(http, app, tokens, resource_server):
     from authserver.database import db
 
     server = client_service.require_resource_server(resource_server[0])
     server.disabled = True
     db.session.commit()
-    response = http.post(URL, data={"token": tokens["access_token"]},
-                         headers=basic_auth(*resource_server))
+    response = http.post(
+        URL, data={"token": tokens["access_token"]}, headers=basic_auth(*resource_server)
+    )
     assert response.status_code == 401
 
 
@@ -210,7 +231,8 @@ def test_introspection_listed_in_metadata(http):
     body = http.get("/.well-known/oauth-authorization-server").get_json()
     assert body["introspection_endpoint"] == "http://localhost/oauth/introspect"
     assert set(body["introspection_endpoint_auth_methods_supported"]) == {
-        "client_secret_basic", "client_secret_post"
+        "client_secret_basic",
+        "client_secret_post",
     }
 
 

@@ -97,9 +97,7 @@ def test_login_ignores_open_redirect_in_next(http, user, evil):
     assert "evil" not in response.headers["Location"]
 
 
-@pytest.mark.parametrize(
-    "evil", ["//evil.example/x", "/\\evil.example", "https://evil.example"]
-)
+@pytest.mark.parametrize("evil", ["//evil.example/x", "/\\evil.example", "https://evil.example"])
 def test_logged_in_visit_ignores_open_redirect_in_next(http, user, login_as, evil):
     login_as(user)
     page = http.get("/login", query_string={"next": evil})
@@ -122,9 +120,7 @@ def test_login_fails_with_one_message_for_wrong_password_and_unknown_user(http, 
     unknown_html = without_token(unknown.get_data(as_text=True))
     assert "Invalid username or password." in wrong_html
     # Same page, byte for byte, apart from the echoed username and the CSRF token.
-    assert wrong_html.replace("walter", "NAME") == unknown_html.replace(
-        "heisenberg", "NAME"
-    )
+    assert wrong_html.replace("walter", "NAME") == unknown_html.replace("heisenberg", "NAME")
     assert session_user_id(http) is None
 
 
@@ -187,9 +183,7 @@ def test_login_with_empty_fields_is_400_with_message(http, user):
 def test_session_cookie_is_httponly_lax_and_not_secure_on_http_issuer(http, user):
     response = post_login(http, "walter", PASSWORD)
     cookie = next(
-        c
-        for c in response.headers.getlist("Set-Cookie")
-        if c.startswith("authserver_session=")
+        c for c in response.headers.getlist("Set-Cookie") if c.startswith("authserver_session=")
     )
     flags = [part.strip().lower() for part in cookie.split(";")]
     assert "httponly" in flags
@@ -202,9 +196,7 @@ def test_session_cookie_is_secure_when_issuer_is_https(http, user):
     response = post_login(http, "walter", PASSWORD)
     assert response.status_code == 302
     cookie = next(
-        c
-        for c in response.headers.getlist("Set-Cookie")
-        if c.startswith("authserver_session=")
+        c for c in response.headers.getlist("Set-Cookie") if c.startswith("authserver_session=")
     )
     flags = [part.strip().lower() for part in cookie.split(";")]
     assert "secure" in flags
@@ -293,9 +285,7 @@ def _argon2_parameters(encoded):
         "overlong-username",
     ],
 )
-def test_login_runs_exactly_one_argon2_verification(
-    http, user, verify_calls, username, password
-):
+def test_login_runs_exactly_one_argon2_verification(http, user, verify_calls, username, password):
     make_user(username="jesse", name="Jesse", disabled=True)
     login_page_token(http)
     http.post(
@@ -312,14 +302,10 @@ def test_login_runs_exactly_one_argon2_verification(
     assert len(verify_calls) == expected
     if verify_calls:
         # The dummy hash for unknown users costs what a real one costs.
-        assert _argon2_parameters(verify_calls[0]) == _argon2_parameters(
-            user.password_hash
-        )
+        assert _argon2_parameters(verify_calls[0]) == _argon2_parameters(user.password_hash)
 
 
-def test_authenticate_unknown_user_verifies_against_real_cost_hash(
-    app, user, verify_calls
-):
+def test_authenticate_unknown_user_verifies_against_real_cost_hash(app, user, verify_calls):
     assert user_service.authenticate("nobody", "whatever") is None
     assert user_service.authenticate("walter", "whatever") is None
     assert len(verify_calls) == 2

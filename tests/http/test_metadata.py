@@ -14,7 +14,8 @@ def test_metadata_lists_every_endpoint_and_capability(http, app):
     assert body["response_types_supported"] == ["code"]
     assert set(body["grant_types_supported"]) == {"authorization_code", "refresh_token"}
     assert {"client_secret_basic", "client_secret_post"} <= set(
-        body["token_endpoint_auth_methods_supported"])
+        body["token_endpoint_auth_methods_supported"]
+    )
     assert body["scopes_supported"] == ["ifttt"]
     assert body["code_challenge_methods_supported"] == ["S256"]
     # Authlib's RFC 8414 validator accepts the document.

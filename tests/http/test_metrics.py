@@ -32,19 +32,34 @@ def value(samples, name, **labels):
 
 
 def requests_of(samples, endpoint, status, method="POST"):
-    return value(samples, "authserver_http_requests_total", endpoint=endpoint, method=method,
-                 status=str(status))
+    return value(
+        samples,
+        "authserver_http_requests_total",
+        endpoint=endpoint,
+        method=method,
+        status=str(status),
+    )
 
 
 def latency_count(samples, endpoint, status):
-    return value(samples, "authserver_http_request_duration_seconds_count",
-                 endpoint=endpoint, status=str(status))
+    return value(
+        samples,
+        "authserver_http_request_duration_seconds_count",
+        endpoint=endpoint,
+        status=str(status),
+    )
 
 
 def login(http, username, password):
     page = http.get("/login")
-    return http.post("/login", data={"csrf_token": csrf_token_of(page.get_data(as_text=True)),
-                                     "username": username, "password": password})
+    return http.post(
+        "/login",
+        data={
+            "csrf_token": csrf_token_of(page.get_data(as_text=True)),
+            "username": username,
+            "password": password,
+        },
+    )
 
 
 EVENTS = [
@@ -67,14 +82,14 @@ def test_counters_move_by_the_scripted_flow(
     before = scrape(http)
     assert login(http, user.username, PASSWORD + "!").status_code == 401
     assert login(http, user.username, PASSWORD).status_code == 302
-    first = exchange(get_code(user, oauth_client), oauth_client.client_id,
-                     client_secret).get_json()
+    first = exchange(get_code(user, oauth_client), oauth_client.client_id, client_secret).get_json()
     r0 = first["refresh_token"]
     second = refresh(r0, oauth_client.client_id, client_secret).get_json()
     replay = refresh(r0, oauth_client.client_id, client_secret).get_json()
     assert replay["refresh_token"] == second["refresh_token"]
-    info = http.get("/ifttt/v1/user/info",
-                    headers={"Authorization": f"Bearer {second['access_token']}"})
+    info = http.get(
+        "/ifttt/v1/user/info", headers={"Authorization": f"Bearer {second['access_token']}"}
+    )
     assert info.status_code == 200
     assert refresh(r0, oauth_client.client_id, "wrong-secret").status_code == 401
     third = refresh(second["refresh_token"], oauth_client.client_id, client_secret)
@@ -105,32 +120,50 @@ def test_counters_move_by_the_scripted_flow(
         ("oauth.authorize", "POST", 302, 1),
         ("ifttt.user_info", "GET", 200, 1),
     ]:
-        assert requests_of(after, endpoint, status, method) - requests_of(
-            before, endpoint, status, method) == times, (endpoint, method, status)
-    assert latency_count(after, "oauth.token", 200) - latency_count(
-        before, "oauth.token", 200) == 4
-    assert latency_count(after, "ifttt.user_info", 200) - latency_count(
-        before, "ifttt.user_info", 200) == 1
+        assert (
+            requests_of(after, endpoint, status, method)
+            - requests_of(before, endpoint, status, method)
+            == times
+        ), (endpoint, method, status)
+    assert latency_count(after, "oauth.token", 200) - latency_count(before, "oauth.token", 200) == 4
+    assert (
+        latency_count(after, "ifttt.user_info", 200) - latency_count(before, "ifttt.user_info", 200)
+        == 1
+    )
     # Every observation landed in a bucket: the +Inf bucket equals the count.
-    assert value(after, "authserver_http_request_duration_seconds_bucket",
-                 endpoint="oauth.token", status="200", le="+Inf") == latency_count(
-        after, "oauth.token", 200)
+    assert value(
+        after,
+        "authserver_http_request_duration_seconds_bucket",
+        endpoint="oauth.token",
+        status="200",
+        le="+Inf",
+    ) == latency_count(after, "oauth.token", 200)
 
 
-@pytest.mark.app_config(METRICS_TOKEN=METRICS_TOKEN, RATE_LIMITS="on",
-                        RATE_LIMIT_TOKEN_FAILURES="2 per minute")
+@pytest.mark.app_config(
+    METRICS_TOKEN=METRICS_TOKEN, RATE_LIMITS="on", RATE_LIMIT_TOKEN_FAILURES="2 per minute"
+)
 def test_rate_limit_rejections_counted(http, oauth_client):
     before = scrape(http)
     statuses = [
-        http.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": "x",
-                                        "client_id": oauth_client.client_id,
-                                        "client_secret": "wrong"}).status_code
+        http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": "x",
+                "client_id": oauth_client.client_id,
+                "client_secret": "wrong",
+            },
+        ).status_code
         for _ in range(4)
     ]
     after = scrape(http)
     assert statuses == [401, 401, 429, 429]
-    assert value(after, "authserver_rate_limited_total") - value(
-        before, "authserver_rate_limited_total") == 2
+    assert (
+        value(after, "authserver_rate_limited_total")
+        - value(before, "authserver_rate_limited_total")
+        == 2
+    )
     assert requests_of(after, "oauth.token", 429) - requests_of(before, "oauth.token", 429) == 2
 
 
@@ -140,16 +173,23 @@ def test_unmatched_paths_share_one_label(http):
     http.get("/wp-login.php")
     http.get("/random/" + "x" * 40)
     after = scrape(http)
-    assert requests_of(after, "unmatched", 404, "GET") - requests_of(
-        before, "unmatched", 404, "GET") == 2
+    assert (
+        requests_of(after, "unmatched", 404, "GET") - requests_of(before, "unmatched", 404, "GET")
+        == 2
+    )
     assert not any("wp-login" in str(labels) for _name, labels in after)
 
 
 @WITH_TOKEN
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {METRICS_TOKEN}x"},
-     {"Authorization": f"Basic {METRICS_TOKEN}"}, {"Authorization": METRICS_TOKEN}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Bearer {METRICS_TOKEN}x"},
+        {"Authorization": f"Basic {METRICS_TOKEN}"},
+        {"Authorization": METRICS_TOKEN},
+    ],
     ids=["missing", "wrong", "longer", "basic", "bare"],
 )
 def test_metrics_hidden_without_the_right_token(http, headers):

@@ -89,7 +89,8 @@ def http(app):
 
 
 def _unique_address():
-    return "127.%d.%d.%d" % tuple(secrets.randbelow(254) + 1 for _ in range(3))
+    a, b, c = (secrets.randbelow(254) + 1 for _ in range(3))
+    return f"127.{a}.{b}.{c}"
 
 
 def _username():
@@ -100,8 +101,9 @@ def _login(http, username, password, address=None):
     if address:
         http.environ_base["REMOTE_ADDR"] = address
     token = csrf_token_of(http.get("/login").get_data(as_text=True))
-    return http.post("/login", data={"csrf_token": token, "username": username,
-                                     "password": password})
+    return http.post(
+        "/login", data={"csrf_token": token, "username": username, "password": password}
+    )
 
 
 def _retry_after(response, window=60):
@@ -180,15 +182,20 @@ def test_token_failures_limited_per_client(http, storage):
     body_auth = {**bogus, "client_id": oauth_client.client_id, "client_secret": secret}
     assert http.post("/oauth/token", data=body_auth).status_code == 429
     # Another client is untouched.
-    other = http.post("/oauth/token", data=bogus,
-                      headers=basic_auth(other_client.client_id, other_secret))
+    other = http.post(
+        "/oauth/token", data=bogus, headers=basic_auth(other_client.client_id, other_secret)
+    )
     assert other.status_code == 400
     assert other.get_json()["error"] == "invalid_grant"
     storage.assert_counters_kept()
 
 
-@pytest.mark.app_config(RATE_LIMIT_TOKEN_FAILURES=TINY, RATE_LIMIT_LOGIN_IP=TINY,
-                        RATE_LIMIT_LOGIN_USER=TINY, ACCESS_TOKEN_TTL=3600)
+@pytest.mark.app_config(
+    RATE_LIMIT_TOKEN_FAILURES=TINY,
+    RATE_LIMIT_LOGIN_IP=TINY,
+    RATE_LIMIT_LOGIN_USER=TINY,
+    ACCESS_TOKEN_TTL=3600,
+)
 def test_successful_refresh_and_user_info_bursts_are_never_limited(http, storage):
     """IFTTT refreshes and asks for user info in bursts; only failures count."""
     user = make_user(username=_username())
@@ -196,19 +203,33 @@ def test_successful_refresh_and_user_info_bursts_are_never_limited(http, storage
     tokens = make_tokens(user, oauth_client)
     refresh_token = tokens["refresh_token"]
     for _ in range(100):
-        response = http.post("/oauth/token", data={
-            "grant_type": "refresh_token", "refresh_token": refresh_token,
-            "client_id": oauth_client.client_id, "client_secret": secret})
+        response = http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": oauth_client.client_id,
+                "client_secret": secret,
+            },
+        )
         assert response.status_code == 200, response.get_json()
         refresh_token = response.get_json()["refresh_token"]
-        info = http.get("/ifttt/v1/user/info",
-                        headers={"Authorization": "Bearer " + response.get_json()["access_token"]})
+        info = http.get(
+            "/ifttt/v1/user/info",
+            headers={"Authorization": "Bearer " + response.get_json()["access_token"]},
+        )
         assert info.status_code == 200
     # The failure budget is intact: three failures pass before the fourth is refused.
     for status in (400, 400, 400, 429):
-        response = http.post("/oauth/token", data={
-            "grant_type": "refresh_token", "refresh_token": "bogus",
-            "client_id": oauth_client.client_id, "client_secret": secret})
+        response = http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": "bogus",
+                "client_id": oauth_client.client_id,
+                "client_secret": secret,
+            },
+        )
         assert response.status_code == status
 
 
@@ -234,36 +255,46 @@ def test_introspection_limited_per_resource_server(http, storage):
     assert limited.mimetype == "application/json"
     assert limited.headers["Cache-Control"] == "no-store"
     assert_documented("OAuthError", limited.get_json())
-    response = http.post("/oauth/introspect", data={"token": "x"},
-                         headers=basic_auth(other.server_id, other_secret))
+    response = http.post(
+        "/oauth/introspect", data={"token": "x"}, headers=basic_auth(other.server_id, other_secret)
+    )
     assert response.status_code == 200
     storage.assert_counters_kept()
 
 
-@pytest.mark.app_config(RATE_LIMITS="off", RATE_LIMIT_LOGIN_USER="1 per minute",
-                        RATE_LIMIT_LOGIN_IP="1 per minute",
-                        RATE_LIMIT_TOKEN_FAILURES="1 per minute",
-                        RATE_LIMIT_INTROSPECTION="1 per minute")
+@pytest.mark.app_config(
+    RATE_LIMITS="off",
+    RATE_LIMIT_LOGIN_USER="1 per minute",
+    RATE_LIMIT_LOGIN_IP="1 per minute",
+    RATE_LIMIT_TOKEN_FAILURES="1 per minute",
+    RATE_LIMIT_INTROSPECTION="1 per minute",
+)
 def test_rate_limits_off_disables_every_limit(http, storage):
     user = make_user(username=_username())
     oauth_client, secret = _pair()
     server, server_secret = client_service.register_resource_server("shim " + _username())
     for _ in range(5):
         assert _login(http, user.username, "wrong").status_code == 401
-        token = http.post("/oauth/token", data={"grant_type": "refresh_token",
-                                                "refresh_token": "bogus"},
-                          headers=basic_auth(oauth_client.client_id, secret))
+        token = http.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": "bogus"},
+            headers=basic_auth(oauth_client.client_id, secret),
+        )
         assert token.status_code == 400
-        introspection = http.post("/oauth/introspect", data={"token": "x"},
-                                  headers=basic_auth(server.server_id, server_secret))
+        introspection = http.post(
+            "/oauth/introspect",
+            data={"token": "x"},
+            headers=basic_auth(server.server_id, server_secret),
+        )
         assert introspection.status_code == 200
     assert _login(http, user.username, PASSWORD).status_code == 302
 
 
 @pytest.mark.parametrize("key", LIMIT_KEYS)
 @pytest.mark.parametrize("value", ["lots", "0 per minute", "", "10 per fortnight"])
-def test_invalid_limit_stops_startup_naming_the_variable(database_url, tmp_path, monkeypatch,
-                                                         key, value):
+def test_invalid_limit_stops_startup_naming_the_variable(
+    database_url, tmp_path, monkeypatch, key, value
+):
     monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", str(tmp_path))
     with pytest.raises(ConfigError, match=f"AUTHSERVER_{key}"):
         create_app({**base_config(database_url), key: value})
@@ -278,8 +309,13 @@ def test_invalid_limit_from_environment_stops_startup(database_url, tmp_path, mo
 
 def test_limits_accept_other_spellings(database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", str(tmp_path))
-    app = create_app({**base_config(database_url), "RATE_LIMIT_LOGIN_USER": "5/minute",
-                      "RATE_LIMIT_INTROSPECTION": "100 per 10 seconds"})
+    app = create_app(
+        {
+            **base_config(database_url),
+            "RATE_LIMIT_LOGIN_USER": "5/minute",
+            "RATE_LIMIT_INTROSPECTION": "100 per 10 seconds",
+        }
+    )
     assert app.config["RATE_LIMIT_LOGIN_USER"] == "5/minute"
 
 
@@ -291,9 +327,15 @@ def test_redis_counters_are_shared_by_every_worker(app, database_url, tmp_path):
 
     oauth_client, secret = _pair()
     prefix = f"authserver-test-{uuid.uuid4().hex}"
-    server = start_server(database_url, tmp_path, workers=2, RATE_LIMITS="on",
-                          REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=prefix,
-                          RATE_LIMIT_TOKEN_FAILURES="4 per minute")
+    server = start_server(
+        database_url,
+        tmp_path,
+        workers=2,
+        RATE_LIMITS="on",
+        REDIS_URL=REDIS_URL,
+        REDIS_KEY_PREFIX=prefix,
+        RATE_LIMIT_TOKEN_FAILURES="4 per minute",
+    )
     try:
         statuses = []
         for _ in range(8):
@@ -301,7 +343,8 @@ def test_redis_counters_are_shared_by_every_worker(app, database_url, tmp_path):
             response = requests.post(
                 server.base_url + "/oauth/token",
                 data={"grant_type": "refresh_token", "refresh_token": "bogus"},
-                auth=(oauth_client.client_id, secret), timeout=10,
+                auth=(oauth_client.client_id, secret),
+                timeout=10,
                 headers={"Connection": "close"},
             )
             statuses.append(response.status_code)
@@ -323,5 +366,6 @@ def test_refused_introspection_is_logged_with_its_resource_server(http, caplog):
     assert http.post("/oauth/introspect", data={"token": "x"}, headers=auth).status_code == 429
     lines = [r for r in caplog.records if r.name == "authserver.request"]
     assert [(r.status, r.client_id) for r in lines[-2:]] == [
-        (200, server.server_id), (429, server.server_id)
+        (200, server.server_id),
+        (429, server.server_id),
     ]

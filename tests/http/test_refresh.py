@@ -42,8 +42,9 @@ def test_replay_one_second_before_window_end_then_reuse_at_end(
     http, user, oauth_client, client_secret, get_code, exchange, refresh
 ):
     with freeze_time(FROZEN) as frozen:
-        first = exchange(get_code(user, oauth_client), oauth_client.client_id,
-                         client_secret).get_json()
+        first = exchange(
+            get_code(user, oauth_client), oauth_client.client_id, client_secret
+        ).get_json()
         r0 = first["refresh_token"]
         successor = refresh(r0, oauth_client.client_id, client_secret).get_json()
         frozen.tick(119)
@@ -56,14 +57,15 @@ def test_replay_one_second_before_window_end_then_reuse_at_end(
         assert late.status_code == 400
         assert late.get_json()["error"] == "invalid_grant"
         # Reuse detected: the whole family is revoked, successor included.
-        assert refresh(successor["refresh_token"], oauth_client.client_id,
-                       client_secret).status_code == 400
+        assert (
+            refresh(successor["refresh_token"], oauth_client.client_id, client_secret).status_code
+            == 400
+        )
         assert user_info(http, successor["access_token"]).status_code == 401
         assert db.session.scalar(select(TokenFamily)).revoke_reason == "reuse_detected"
 
 
-def test_grandparent_reuse_revokes_family(http, oauth_client, client_secret, first_pair,
-                                          refresh):
+def test_grandparent_reuse_revokes_family(http, oauth_client, client_secret, first_pair, refresh):
     r0 = first_pair["refresh_token"]
     r1 = refresh(r0, oauth_client.client_id, client_secret).get_json()["refresh_token"]
     r2_body = refresh(r1, oauth_client.client_id, client_secret).get_json()
@@ -72,8 +74,7 @@ def test_grandparent_reuse_revokes_family(http, oauth_client, client_secret, fir
     assert user_info(http, r2_body["access_token"]).status_code == 401
 
 
-def test_replay_refused_once_successor_was_used(oauth_client, client_secret, first_pair,
-                                                refresh):
+def test_replay_refused_once_successor_was_used(oauth_client, client_secret, first_pair, refresh):
     r0 = first_pair["refresh_token"]
     r1 = refresh(r0, oauth_client.client_id, client_secret).get_json()["refresh_token"]
     assert refresh(r1, oauth_client.client_id, client_secret).status_code == 200
@@ -89,12 +90,19 @@ def test_replay_cap(oauth_client, client_secret, first_pair, refresh):
     assert refresh(r0, oauth_client.client_id, client_secret).status_code == 400
 
 
-def test_token_revoked_via_rfc7009_cannot_refresh(http, oauth_client, client_secret,
-                                                   first_pair, refresh):
+def test_token_revoked_via_rfc7009_cannot_refresh(
+    http, oauth_client, client_secret, first_pair, refresh
+):
     r0 = first_pair["refresh_token"]
-    revoke = http.post("/oauth/revoke", data={"token": r0, "token_type_hint": "refresh_token",
-                                              "client_id": oauth_client.client_id,
-                                              "client_secret": client_secret})
+    revoke = http.post(
+        "/oauth/revoke",
+        data={
+            "token": r0,
+            "token_type_hint": "refresh_token",
+            "client_id": oauth_client.client_id,
+            "client_secret": client_secret,
+        },
+    )
     assert revoke.status_code == 200
     response = refresh(r0, oauth_client.client_id, client_secret)
     assert response.status_code == 400
@@ -112,8 +120,9 @@ def test_rotation_off_keeps_refresh_token(oauth_client, client_secret, first_pai
 
 
 @pytest.mark.app_config(REFRESH_REUSE_REVOKES_FAMILY=False)
-def test_reuse_without_family_revocation_still_refused(http, oauth_client, client_secret,
-                                                      first_pair, refresh):
+def test_reuse_without_family_revocation_still_refused(
+    http, oauth_client, client_secret, first_pair, refresh
+):
     r0 = first_pair["refresh_token"]
     r1 = refresh(r0, oauth_client.client_id, client_secret).get_json()
     refresh(r1["refresh_token"], oauth_client.client_id, client_secret)
@@ -121,18 +130,23 @@ def test_reuse_without_family_revocation_still_refused(http, oauth_client, clien
     assert db.session.scalar(select(TokenFamily)).revoked_at is None
 
 
-def test_refresh_tokens_never_expire_on_a_timer(oauth_client, client_secret, refresh, user,
-                                                get_code, exchange):
+def test_refresh_tokens_never_expire_on_a_timer(
+    oauth_client, client_secret, refresh, user, get_code, exchange
+):
     with freeze_time(FROZEN) as frozen:
-        first = exchange(get_code(user, oauth_client), oauth_client.client_id,
-                         client_secret).get_json()
+        first = exchange(
+            get_code(user, oauth_client), oauth_client.client_id, client_secret
+        ).get_json()
         frozen.tick(3 * 365 * 86400)
-        assert refresh(first["refresh_token"], oauth_client.client_id,
-                       client_secret).status_code == 200
+        assert (
+            refresh(first["refresh_token"], oauth_client.client_id, client_secret).status_code
+            == 200
+        )
 
 
-def test_previous_access_token_survives_rotation(http, oauth_client, client_secret,
-                                                 first_pair, refresh):
+def test_previous_access_token_survives_rotation(
+    http, oauth_client, client_secret, first_pair, refresh
+):
     refresh(first_pair["refresh_token"], oauth_client.client_id, client_secret)
     assert user_info(http, first_pair["access_token"]).status_code == 200
 

@@ -18,8 +18,9 @@ HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def app_handler():
-    handlers = [h for h in logging.getLogger("authserver").handlers
-                if getattr(h, "_authserver", False)]
+    handlers = [
+        h for h in logging.getLogger("authserver").handlers if getattr(h, "_authserver", False)
+    ]
     assert len(handlers) == 1
     return handlers[0]
 
@@ -27,8 +28,9 @@ def app_handler():
 def request_lines(caplog):
     """The request log lines, rendered by the app's own handler and parsed back."""
     formatter = app_handler().formatter
-    return [json.loads(formatter.format(r)) for r in caplog.records
-            if r.name == "authserver.request"]
+    return [
+        json.loads(formatter.format(r)) for r in caplog.records if r.name == "authserver.request"
+    ]
 
 
 @pytest.fixture
@@ -41,14 +43,22 @@ def logs(caplog):
 def test_every_request_logs_one_json_line_with_the_request_fields(http, logs):
     http.get("/healthz", headers={"X-Request-ID": "probe-1"})
     http.get("/no-such-page", headers={"X-Request-ID": "probe-2"})
-    http.post("/oauth/token", data={"grant_type": "password"},
-              headers={"X-Request-ID": "probe-3"})
+    http.post("/oauth/token", data={"grant_type": "password"}, headers={"X-Request-ID": "probe-3"})
     lines = request_lines(logs)
     assert [line["request_id"] for line in lines] == ["probe-1", "probe-2", "probe-3"]
     health, missing, token = lines
     for line in lines:
-        assert {"time", "level", "method", "route", "status", "duration_ms", "client_id",
-                "user_id", "request_id"} <= set(line)
+        assert {
+            "time",
+            "level",
+            "method",
+            "route",
+            "status",
+            "duration_ms",
+            "client_id",
+            "user_id",
+            "request_id",
+        } <= set(line)
         assert line["time"].endswith("+00:00")
         assert isinstance(line["duration_ms"], float)
     assert (health["method"], health["route"], health["status"]) == ("GET", "/healthz", 200)
@@ -88,8 +98,9 @@ def test_hostile_request_id_replaced(http, logs, hostile):
 
 @JSON_LOGS
 def test_request_id_echoed_when_csrf_rejects_before_the_view(http, logs):
-    response = http.post("/login", data={"username": "x", "password": "y"},
-                         headers={"X-Request-ID": "csrf-probe"})
+    response = http.post(
+        "/login", data={"username": "x", "password": "y"}, headers={"X-Request-ID": "csrf-probe"}
+    )
     assert response.status_code == 400
     assert response.headers["X-Request-ID"] == "csrf-probe"
     assert request_lines(logs)[-1]["request_id"] == "csrf-probe"
@@ -99,16 +110,25 @@ def test_request_id_echoed_when_csrf_rejects_before_the_view(http, logs):
 def test_log_lines_name_client_and_user_of_token_user_info_and_introspection(
     http, logs, user, oauth_client, client_secret, get_code, exchange
 ):
-    tokens = exchange(get_code(user, oauth_client), oauth_client.client_id,
-                      client_secret).get_json()
+    tokens = exchange(
+        get_code(user, oauth_client), oauth_client.client_id, client_secret
+    ).get_json()
     http.get("/ifttt/v1/user/info", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     server, rs_secret = client_service.register_resource_server("Shim")
-    http.post("/oauth/introspect", data={"token": tokens["access_token"]},
-              headers=basic_auth(server.server_id, rs_secret))
-    http.post("/oauth/token", data={"grant_type": "refresh_token",
-                                    "refresh_token": tokens["refresh_token"],
-                                    "client_id": oauth_client.client_id,
-                                    "client_secret": "wrong"})
+    http.post(
+        "/oauth/introspect",
+        data={"token": tokens["access_token"]},
+        headers=basic_auth(server.server_id, rs_secret),
+    )
+    http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": oauth_client.client_id,
+            "client_secret": "wrong",
+        },
+    )
     by_route = {}
     for line in request_lines(logs):
         by_route.setdefault((line["route"], line["status"]), line)
@@ -144,32 +164,68 @@ def test_no_token_secret_password_or_code_in_any_log_record(
     secrets_seen = [PASSWORD, client_secret, rs_secret]
 
     page = http.get("/login")
-    http.post("/login", data={"csrf_token": csrf_token_of(page.get_data(as_text=True)),
-                              "username": user.username, "password": PASSWORD + "x"})
+    http.post(
+        "/login",
+        data={
+            "csrf_token": csrf_token_of(page.get_data(as_text=True)),
+            "username": user.username,
+            "password": PASSWORD + "x",
+        },
+    )
     page = http.get("/login")
-    http.post("/login", data={"csrf_token": csrf_token_of(page.get_data(as_text=True)),
-                              "username": user.username, "password": PASSWORD})
+    http.post(
+        "/login",
+        data={
+            "csrf_token": csrf_token_of(page.get_data(as_text=True)),
+            "username": user.username,
+            "password": PASSWORD,
+        },
+    )
     url = authorize_url(oauth_client.client_id)
     page = http.get(url)
-    decided = http.post(url, data={"csrf_token": csrf_token_of(page.get_data(as_text=True)),
-                                   "decision": "allow"})
+    decided = http.post(
+        url, data={"csrf_token": csrf_token_of(page.get_data(as_text=True)), "decision": "allow"}
+    )
     code = query_of(decided.headers["Location"])["code"]
     first = exchange(code, oauth_client.client_id, client_secret).get_json()
-    second = http.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": first["refresh_token"],
-        "client_id": oauth_client.client_id, "client_secret": client_secret}).get_json()
-    http.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": first["refresh_token"],
-        "client_id": oauth_client.client_id, "client_secret": client_secret + "x"})
+    second = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "client_id": oauth_client.client_id,
+            "client_secret": client_secret,
+        },
+    ).get_json()
+    http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "client_id": oauth_client.client_id,
+            "client_secret": client_secret + "x",
+        },
+    )
     http.get("/ifttt/v1/user/info", headers={"Authorization": f"Bearer {second['access_token']}"})
-    http.post("/oauth/introspect", data={"token": second["access_token"]},
-              headers=basic_auth(server.server_id, rs_secret))
-    http.post("/oauth/revoke", data={"token": second["refresh_token"]},
-              headers=basic_auth(oauth_client.client_id, client_secret))
+    http.post(
+        "/oauth/introspect",
+        data={"token": second["access_token"]},
+        headers=basic_auth(server.server_id, rs_secret),
+    )
+    http.post(
+        "/oauth/revoke",
+        data={"token": second["refresh_token"]},
+        headers=basic_auth(oauth_client.client_id, client_secret),
+    )
     # A replayed code is logged as a security event (with ids only).
     assert exchange(code, oauth_client.client_id, client_secret).status_code == 400
-    secrets_seen += [code, first["access_token"], first["refresh_token"],
-                     second["access_token"], second["refresh_token"]]
+    secrets_seen += [
+        code,
+        first["access_token"],
+        first["refresh_token"],
+        second["access_token"],
+        second["refresh_token"],
+    ]
 
     assert len(caplog.records) > 20
     json_formatter = JsonFormatter()

@@ -38,9 +38,17 @@ def html_pages(http, user, oauth_client, login_as):
     """Every kind of HTML page the server renders, as (name, response)."""
     pages = [
         ("login", http.get("/login")),
-        ("login failed", http.post("/login", data={
-            "csrf_token": csrf_token_of(http.get("/login").get_data(as_text=True)),
-            "username": "walter", "password": "wrong"})),
+        (
+            "login failed",
+            http.post(
+                "/login",
+                data={
+                    "csrf_token": csrf_token_of(http.get("/login").get_data(as_text=True)),
+                    "username": "walter",
+                    "password": "wrong",
+                },
+            ),
+        ),
         ("login without csrf", http.post("/login", data={"username": "x", "password": "y"})),
         ("authorize error", http.get(authorize_url("no-such-client"))),
         ("not found", http.get("/no/such/page")),
@@ -57,8 +65,14 @@ def html_pages(http, user, oauth_client, login_as):
 def test_every_html_page_carries_the_security_headers(html_pages):
     statuses = {name: response.status_code for name, response in html_pages}
     assert statuses == {
-        "login": 200, "login failed": 401, "login without csrf": 400, "authorize error": 400,
-        "not found": 404, "login wrong method": 405, "consent": 200, "connected apps": 200,
+        "login": 200,
+        "login failed": 401,
+        "login without csrf": 400,
+        "authorize error": 400,
+        "not found": 404,
+        "login wrong method": 405,
+        "consent": 200,
+        "connected apps": 200,
     }
     for name, response in html_pages:
         try:
@@ -88,7 +102,8 @@ def test_static_stylesheet_is_allowed_by_the_policy(http):
 def test_hsts_sent_when_issuer_is_https(http):
     for path in ("/login", "/healthz", "/.well-known/oauth-authorization-server"):
         hsts = http.get(path, base_url="https://auth.example.com").headers[
-            "Strict-Transport-Security"]
+            "Strict-Transport-Security"
+        ]
         max_age = int(hsts.split("max-age=")[1].split(";")[0])
         assert max_age >= 31536000
 
@@ -103,18 +118,28 @@ def test_api_responses_are_not_cacheable(http, user, oauth_client, client_secret
     server, server_secret = client_service.register_resource_server("shim")
     auth = basic_auth(oauth_client.client_id, client_secret)
     responses = {
-        "token 200": http.post("/oauth/token", headers=auth, data={
-            "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}),
+        "token 200": http.post(
+            "/oauth/token",
+            headers=auth,
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        ),
         "token 400": http.post("/oauth/token", headers=auth, data={"grant_type": "nope"}),
-        "token 401": http.post("/oauth/token", data={"grant_type": "refresh_token"},
-                               headers=basic_auth("ifttt", "wrong")),
-        "introspect 200": http.post("/oauth/introspect", data={"token": tokens["access_token"]},
-                                    headers=basic_auth(server.server_id, server_secret)),
+        "token 401": http.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token"},
+            headers=basic_auth("ifttt", "wrong"),
+        ),
+        "introspect 200": http.post(
+            "/oauth/introspect",
+            data={"token": tokens["access_token"]},
+            headers=basic_auth(server.server_id, server_secret),
+        ),
         "introspect 401": http.post("/oauth/introspect", data={"token": "x"}),
         "revoke 200": http.post("/oauth/revoke", data={"token": "x"}, headers=auth),
         "revoke 401": http.post("/oauth/revoke", data={"token": "x"}),
-        "user info 200": http.get("/ifttt/v1/user/info", headers={
-            "Authorization": "Bearer " + tokens["access_token"]}),
+        "user info 200": http.get(
+            "/ifttt/v1/user/info", headers={"Authorization": "Bearer " + tokens["access_token"]}
+        ),
         "user info 401": http.get("/ifttt/v1/user/info"),
     }
     for name, response in responses.items():
@@ -136,9 +161,11 @@ def test_oversized_body_is_413_json(http, path):
 
 @pytest.mark.app_config(MAX_CONTENT_LENGTH=1024)
 def test_body_within_the_limit_is_accepted(http, oauth_client, client_secret):
-    response = http.post("/oauth/token", data={"grant_type": "refresh_token",
-                                               "refresh_token": "x" * 800},
-                         headers=basic_auth(oauth_client.client_id, client_secret))
+    response = http.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": "x" * 800},
+        headers=basic_auth(oauth_client.client_id, client_secret),
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_grant"
 
@@ -156,11 +183,16 @@ def test_oversized_login_is_413_page(http):
 
 
 @pytest.mark.parametrize("field", ["grant_type", "refresh_token", "client_id", "client_secret"])
-def test_token_parameter_given_twice_is_invalid_request(http, user, oauth_client, client_secret,
-                                                        field):
+def test_token_parameter_given_twice_is_invalid_request(
+    http, user, oauth_client, client_secret, field
+):
     tokens = make_tokens(user, oauth_client)
-    data = [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"]),
-            ("client_id", oauth_client.client_id), ("client_secret", client_secret)]
+    data = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", tokens["refresh_token"]),
+        ("client_id", oauth_client.client_id),
+        ("client_secret", client_secret),
+    ]
     value = dict(data)[field]
     response = http.post("/oauth/token", data=_multi([*data, (field, value)]))
     assert response.status_code == 400
@@ -172,12 +204,19 @@ def test_token_parameter_given_twice_is_invalid_request(http, user, oauth_client
     assert again.status_code == 200
 
 
-def test_token_parameter_in_query_and_body_is_invalid_request(http, user, oauth_client,
-                                                              client_secret):
+def test_token_parameter_in_query_and_body_is_invalid_request(
+    http, user, oauth_client, client_secret
+):
     tokens = make_tokens(user, oauth_client)
-    response = http.post("/oauth/token?grant_type=authorization_code", data={
-        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-        "client_id": oauth_client.client_id, "client_secret": client_secret})
+    response = http.post(
+        "/oauth/token?grant_type=authorization_code",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": oauth_client.client_id,
+            "client_secret": client_secret,
+        },
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"
 
@@ -185,35 +224,46 @@ def test_token_parameter_in_query_and_body_is_invalid_request(http, user, oauth_
 @pytest.mark.parametrize("path", ["/oauth/revoke", "/oauth/introspect"])
 def test_token_given_twice_is_invalid_request(http, user, oauth_client, client_secret, path):
     tokens = make_tokens(user, oauth_client)
-    response = http.post(path, data=_multi([("token", tokens["access_token"]),
-                                            ("token", "other")]),
-                         headers=basic_auth(oauth_client.client_id, client_secret))
+    response = http.post(
+        path,
+        data=_multi([("token", tokens["access_token"]), ("token", "other")]),
+        headers=basic_auth(oauth_client.client_id, client_secret),
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"
     assert_documented("OAuthError", response.get_json())
     # Nothing was revoked.
-    info = http.get("/ifttt/v1/user/info",
-                    headers={"Authorization": "Bearer " + tokens["access_token"]})
+    info = http.get(
+        "/ifttt/v1/user/info", headers={"Authorization": "Bearer " + tokens["access_token"]}
+    )
     assert info.status_code == 200
 
 
 def test_duplicate_parameter_name_that_is_not_printable_is_not_echoed(http):
-    response = http.post("/oauth/token", data=_multi([("gr\u00e4nt\"\\", "a"),
-                                                      ("gr\u00e4nt\"\\", "b")]))
+    response = http.post(
+        "/oauth/token", data=_multi([('gr\u00e4nt"\\', "a"), ('gr\u00e4nt"\\', "b")])
+    )
     assert response.status_code == 400
     body = response.get_json()
-    assert body == {"error": "invalid_request",
-                    "error_description": "A parameter was given more than once."}
+    assert body == {
+        "error": "invalid_request",
+        "error_description": "A parameter was given more than once.",
+    }
 
 
-@pytest.mark.parametrize("field", ["client_id", "redirect_uri", "state", "response_type",
-                                   "scope"])
+@pytest.mark.parametrize("field", ["client_id", "redirect_uri", "state", "response_type", "scope"])
 def test_authorize_parameter_given_twice_shows_error_page_without_redirect(
-        http, user, oauth_client, login_as, field):
+    http, user, oauth_client, login_as, field
+):
     login_as(user)
     url = authorize_url(oauth_client.client_id)
-    values = {"client_id": oauth_client.client_id, "redirect_uri": IFTTT_REDIRECT,
-              "state": "abc", "response_type": "code", "scope": "ifttt"}
+    values = {
+        "client_id": oauth_client.client_id,
+        "redirect_uri": IFTTT_REDIRECT,
+        "state": "abc",
+        "response_type": "code",
+        "scope": "ifttt",
+    }
     response = http.get(f"{url}&{field}={values[field]}")
     assert response.status_code == 400
     assert "Location" not in response.headers

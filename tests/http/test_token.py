@@ -50,17 +50,27 @@ def test_wrong_secret_is_invalid_client_401(user, oauth_client, get_code, exchan
 
 
 def test_unknown_grant_type(http, oauth_client, client_secret):
-    response = http.post("/oauth/token", data={"grant_type": "password", "client_id":
-                                                oauth_client.client_id,
-                                                "client_secret": client_secret})
+    response = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "password",
+            "client_id": oauth_client.client_id,
+            "client_secret": client_secret,
+        },
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "unsupported_grant_type"
 
 
 def test_missing_code_is_invalid_request(http, oauth_client, client_secret):
-    response = http.post("/oauth/token", data={"grant_type": "authorization_code",
-                                                "client_id": oauth_client.client_id,
-                                                "client_secret": client_secret})
+    response = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "client_id": oauth_client.client_id,
+            "client_secret": client_secret,
+        },
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"
 
@@ -73,8 +83,12 @@ def test_bogus_code_is_invalid_grant(oauth_client, client_secret, exchange):
 
 def test_redirect_uri_must_match_code(user, oauth_client, client_secret, get_code, exchange):
     code = get_code(user, oauth_client)
-    response = exchange(code, oauth_client.client_id, client_secret,
-                        redirect_uri="https://ifttt.com/channels/acme_staging/authorize")
+    response = exchange(
+        code,
+        oauth_client.client_id,
+        client_secret,
+        redirect_uri="https://ifttt.com/channels/acme_staging/authorize",
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_grant"
 
@@ -95,8 +109,9 @@ def test_code_replay_fails_and_revokes_issued_tokens(
     replay = exchange(code, oauth_client.client_id, client_secret)
     assert replay.status_code == 400
     assert replay.get_json()["error"] == "invalid_grant"
-    info = http.get("/ifttt/v1/user/info",
-                    headers={"Authorization": "Bearer " + first["access_token"]})
+    info = http.get(
+        "/ifttt/v1/user/info", headers={"Authorization": "Bearer " + first["access_token"]}
+    )
     assert info.status_code == 401
     family = db.session.scalar(select(TokenFamily))
     assert family.revoke_reason == "code_replay"
@@ -114,8 +129,7 @@ def test_code_expires_at_its_lifetime(user, oauth_client, client_secret, get_cod
         assert response.get_json()["error"] == "invalid_grant"
 
 
-def test_tokens_and_codes_are_hashed_at_rest(user, oauth_client, client_secret, get_code,
-                                              exchange):
+def test_tokens_and_codes_are_hashed_at_rest(user, oauth_client, client_secret, get_code, exchange):
     code = get_code(user, oauth_client)
     body = exchange(code, oauth_client.client_id, client_secret).get_json()
     access = db.session.scalar(select(AccessToken))
@@ -153,22 +167,29 @@ def test_public_client_with_pkce(user, get_code, exchange):
 
 
 @__import__("pytest").mark.app_config(ACCESS_TOKEN_TTL=0)
-def test_access_token_ttl_zero_omits_expires_in(user, oauth_client, client_secret, get_code,
-                                                exchange):
+def test_access_token_ttl_zero_omits_expires_in(
+    user, oauth_client, client_secret, get_code, exchange
+):
     code = get_code(user, oauth_client)
     body = exchange(code, oauth_client.client_id, client_secret).get_json()
     assert "expires_in" not in body
     assert db.session.scalar(select(AccessToken)).expires_at is None
 
 
-def test_duplicate_parameter_on_token_endpoint(http, user, oauth_client, client_secret,
-                                               get_code):
+def test_duplicate_parameter_on_token_endpoint(http, user, oauth_client, client_secret, get_code):
     code = get_code(user, oauth_client)
     response = http.post(
         "/oauth/token",
-        data=MultiDict([("grant_type", "authorization_code"), ("code", code), ("code", code),
-              ("client_id", oauth_client.client_id), ("client_secret", client_secret),
-              ("redirect_uri", IFTTT_REDIRECT)]),
+        data=MultiDict(
+            [
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code", code),
+                ("client_id", oauth_client.client_id),
+                ("client_secret", client_secret),
+                ("redirect_uri", IFTTT_REDIRECT),
+            ]
+        ),
     )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"

@@ -105,9 +105,7 @@ def test_user_info_echoes_request_id_on_401(http, caplog):
     response = http.get(URL, headers={"X-Request-ID": "req-401", **bearer("nope")})
     assert response.status_code == 401
     assert response.headers["X-Request-ID"] == "req-401"
-    assert [r.request_id for r in caplog.records if r.name == "authserver.request"] == [
-        "req-401"
-    ]
+    assert [r.request_id for r in caplog.records if r.name == "authserver.request"] == ["req-401"]
 
 
 def test_user_info_rejected_without_authorization(http):
@@ -170,7 +168,8 @@ def test_user_info_rejected_when_user_disabled(http, user, tokens):
 
 def test_user_info_rejected_when_client_disabled(app, http, oauth_client, tokens):
     client_service.update_client(
-        oauth_client.client_id, disabled=True,
+        oauth_client.client_id,
+        disabled=True,
         default_access=app.config["ACCESS_TOKEN_TTL"],
         default_grace=app.config["REFRESH_GRACE_SECONDS"],
     )

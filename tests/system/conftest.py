@@ -56,21 +56,24 @@ class ServerProcess:
 
 def server_env(database_url: str, instance: Path, port: int, **settings: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
-    env.update({
-        "AUTHSERVER_DATABASE_URL": database_url,
-        "AUTHSERVER_SECRET_KEY": TEST_SECRET_KEY,
-        "AUTHSERVER_ISSUER": f"http://127.0.0.1:{port}",
-        "AUTHSERVER_RATE_LIMITS": "off",
-        "AUTHSERVER_INSTANCE_PATH": str(instance),
-        "AUTHSERVER_LOG_FORMAT": "json",
-    })
+    env.update(
+        {
+            "AUTHSERVER_DATABASE_URL": database_url,
+            "AUTHSERVER_SECRET_KEY": TEST_SECRET_KEY,
+            "AUTHSERVER_ISSUER": f"http://127.0.0.1:{port}",
+            "AUTHSERVER_RATE_LIMITS": "off",
+            "AUTHSERVER_INSTANCE_PATH": str(instance),
+            "AUTHSERVER_LOG_FORMAT": "json",
+        }
+    )
     for key, value in settings.items():
         env["AUTHSERVER_" + key] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 
 
-def start_server(database_url: str, tmp_path: Path, *, workers: int = 2, port: int | None = None,
-                 **settings: Any) -> ServerProcess:
+def start_server(
+    database_url: str, tmp_path: Path, *, workers: int = 2, port: int | None = None, **settings: Any
+) -> ServerProcess:
     """Start `authserver serve` and wait until /healthz answers."""
     port = port or free_port()
     instance = tmp_path / f"instance-{port}"
@@ -78,9 +81,20 @@ def start_server(database_url: str, tmp_path: Path, *, workers: int = 2, port: i
     env = server_env(database_url, instance, port, **settings)
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [AUTHSERVER, "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(workers)],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                AUTHSERVER,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     server = ServerProcess(process, port, log_path)
     deadline = time.monotonic() + 30
@@ -98,7 +112,9 @@ def start_server(database_url: str, tmp_path: Path, *, workers: int = 2, port: i
 
 
 @pytest.fixture
-def server_factory(app: Any, database_url: str, tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def server_factory(
+    app: Any, database_url: str, tmp_path: Path
+) -> Iterator[Callable[..., ServerProcess]]:
     """Start real servers on the test database; all are stopped after the test.
 
     Depends on ``app`` so the in-process app can arrange rows and cleans them after.

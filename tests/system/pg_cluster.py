@@ -89,8 +89,17 @@ class PgCluster:
     def init(self) -> None:
         """Create the data directory (trust auth, superuser ``postgres``)."""
         self._pg(
-            str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-            "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions",
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
         )
 
     def start(self) -> None:
@@ -103,26 +112,51 @@ class PgCluster:
             "-c shared_buffers=16MB"
         )
         self._pg(
-            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
-            "-o", options, "-w", "-t", "60", "start",
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.logfile),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
 
     def stop(self, mode: str = "immediate") -> None:
         """Stop the server (``immediate`` = every backend dies at once, like a crash)."""
-        self._pg(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode,
-                 "-w", "-t", "60", "stop")
+        self._pg(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-m",
+            mode,
+            "-w",
+            "-t",
+            "60",
+            "stop",
+        )
 
     def is_running(self) -> bool:
         result = subprocess.run(
             [*_run_as(), str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         return result.returncode == 0
 
     def create_database(self) -> None:
         with psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
-            autocommit=True, connect_timeout=10,
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            dbname="postgres",
+            autocommit=True,
+            connect_timeout=10,
         ) as connection:
             connection.execute(f'CREATE DATABASE "{DATABASE}"')
 

@@ -38,11 +38,33 @@ def test_bench_runs_every_workload(tmp_path: Path) -> None:
         pytest.fail("wrk is not installed; install it with: sudo apt-get install wrk")
     output = tmp_path / "performance.md"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--db", "sqlite", "--duration", "1",
-         "--rounds", "1", "--warmup", "0", "--users", "20", "--max-rate", "2000",
-         "--workloads", ",".join(WORKLOADS), "--output", str(output),
-         "--workdir", str(tmp_path / "work")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--db",
+            "sqlite",
+            "--duration",
+            "1",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--users",
+            "20",
+            "--max-rate",
+            "2000",
+            "--workloads",
+            ",".join(WORKLOADS),
+            "--output",
+            str(output),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = result_rows(output.read_text())
@@ -54,10 +76,31 @@ def test_bench_runs_every_workload(tmp_path: Path) -> None:
     # Hand-written text outside the markers survives a second run.
     output.write_text(output.read_text().replace("(Profiles and findings go here.)", "KEEP ME"))
     again = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--duration", "1", "--rounds", "1",
-         "--warmup", "0", "--users", "5", "--max-rate", "500", "--workloads", "W0",
-         "--output", str(output), "--workdir", str(tmp_path / "work")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--duration",
+            "1",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--users",
+            "5",
+            "--max-rate",
+            "500",
+            "--workloads",
+            "W0",
+            "--output",
+            str(output),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert again.returncode == 0, again.stdout + again.stderr
     text = output.read_text()

@@ -21,8 +21,14 @@ from tests.factories import query_of
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PHONE = {"width": 375, "height": 667}
 # Chromium reports CSP violations on the console; this makes sure each one is loud.
@@ -61,8 +67,9 @@ class BrowserTab:
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.set_default_timeout(20_000)
-        self.page.on("console", lambda message: self.console.append(
-            f"{message.type}: {message.text}"))
+        self.page.on(
+            "console", lambda message: self.console.append(f"{message.type}: {message.text}")
+        )
         self.page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
 
     def _route(self, route: Any) -> None:
@@ -71,8 +78,11 @@ class BrowserTab:
             route.continue_()
         elif url.startswith("https://ifttt.com/"):
             self.ifttt.append(url)
-            route.fulfill(status=200, content_type="text/html",
-                          body="<!doctype html><title>IFTTT</title><p>Connected.</p>")
+            route.fulfill(
+                status=200,
+                content_type="text/html",
+                body="<!doctype html><title>IFTTT</title><p>Connected.</p>",
+            )
         else:
             self.foreign.append(url)
             route.abort()
@@ -110,22 +120,35 @@ def test_browser_login_and_consent_redirects_to_ifttt_with_code(
     finally:
         browser.close()
     # What IFTTT does next: the code in the URL is a real, redeemable one.
-    exchange = requests.post(server.base_url + "/oauth/token", timeout=30, data={
-        "grant_type": "authorization_code", "code": query["code"],
-        "client_id": oauth_client.client_id, "client_secret": client_secret,
-        "redirect_uri": IFTTT_REDIRECT,
-    })
+    exchange = requests.post(
+        server.base_url + "/oauth/token",
+        timeout=30,
+        data={
+            "grant_type": "authorization_code",
+            "code": query["code"],
+            "client_id": oauth_client.client_id,
+            "client_secret": client_secret,
+            "redirect_uri": IFTTT_REDIRECT,
+        },
+    )
     assert exchange.status_code == 200, exchange.text
-    assert not [line for line in console if "Content Security Policy" in line
-                or "CSP violation" in line], console
+    assert not [
+        line for line in console if "Content Security Policy" in line or "CSP violation" in line
+    ], console
     assert not [line for line in console if line.startswith(("error", "pageerror"))], console
     assert foreign == []
 
 
 def test_login_page_fits_phone_viewport(app, user, server_factory, chromium, tmp_path):
     server = server_factory(workers=2)
-    browser = BrowserTab(chromium, server.base_url, viewport=PHONE, is_mobile=True, has_touch=True,
-                   device_scale_factor=2)
+    browser = BrowserTab(
+        chromium,
+        server.base_url,
+        viewport=PHONE,
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
     page = browser.page
     try:
         page.goto(server.base_url + "/login")
@@ -139,8 +162,9 @@ def test_login_page_fits_phone_viewport(app, user, server_factory, chromium, tmp
         console = list(browser.console)
     finally:
         browser.close()
-    assert not [line for line in console if "CSP violation" in line
-                or "Content Security Policy" in line], console
+    assert not [
+        line for line in console if "CSP violation" in line or "Content Security Policy" in line
+    ], console
     print(f"screenshots: {tmp_path}")
 
 

@@ -88,10 +88,7 @@ def report(server: Any, results: list[Any]) -> str:
     """Summarise a storm and the server log for an assertion message."""
     counts = Counter(str(status) for status, _ in results)
     log = server.log()
-    return (
-        f"statuses={dict(counts)}\nresults={results!r}\n"
-        f"--- server log ---\n{log[-20000:]}"
-    )
+    return f"statuses={dict(counts)}\nresults={results!r}\n--- server log ---\n{log[-20000:]}"
 
 
 def assert_clean_log(server: Any) -> None:
@@ -103,9 +100,7 @@ def assert_clean_log(server: Any) -> None:
 
 def token_post(base_url: str, data: dict[str, str]) -> Callable[..., Any]:
     def send(session: requests.Session) -> requests.Response:
-        return session.post(
-            base_url + "/oauth/token", data=data, timeout=REQUEST_TIMEOUT
-        )
+        return session.post(base_url + "/oauth/token", data=data, timeout=REQUEST_TIMEOUT)
 
     return send
 
@@ -258,9 +253,7 @@ def test_refresh_storm_converges_on_one_successor_then_reuse_revokes_family(
     late = storm(REFRESH_STORM, send)
     print(f"late storm: {REFRESH_STORM} requests in {time.monotonic() - started:.3f}s")
     message = report(server, late)
-    assert all(
-        status == 400 and body["error"] == "invalid_grant" for status, body in late
-    ), message
+    assert all(status == 400 and body["error"] == "invalid_grant" for status, body in late), message
     assert_clean_log(server)
     db.session.rollback()
     family = db.session.get(TokenFamily, parent.family_id)
@@ -322,14 +315,12 @@ def test_refresh_storm_beyond_replay_cap_honours_exactly_the_cap(
         400: CAP_STORM - 1 - MAX_REPLAYS,
     }, message
     pairs = {
-        (body["access_token"], body["refresh_token"])
-        for status, body in results
-        if status == 200
+        (body["access_token"], body["refresh_token"]) for status, body in results if status == 200
     }
     assert len(pairs) == 1, message
-    assert all(
-        body["error"] == "invalid_grant" for status, body in results if status == 400
-    ), message
+    assert all(body["error"] == "invalid_grant" for status, body in results if status == 400), (
+        message
+    )
     assert_clean_log(server)
     db.session.rollback()
     parent = db.session.scalar(

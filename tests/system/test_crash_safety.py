@@ -56,18 +56,29 @@ class Received:
             return sum(len(chain) for chain in self.chains)
 
 
-def refresh_loop(base_url: str, credentials: tuple[str, str], chain: list[dict[str, Any]],
-                 received: Received, stop: threading.Event) -> None:
+def refresh_loop(
+    base_url: str,
+    credentials: tuple[str, str],
+    chain: list[dict[str, Any]],
+    received: Received,
+    stop: threading.Event,
+) -> None:
     client_id, secret = credentials
     with requests.Session() as session:
         for _ in range(MAX_REQUESTS_PER_THREAD):
             if stop.is_set():
                 return
             try:
-                response = session.post(base_url + "/oauth/token", timeout=REQUEST_TIMEOUT, data={
-                    "grant_type": "refresh_token", "refresh_token": chain[-1]["refresh_token"],
-                    "client_id": client_id, "client_secret": secret,
-                })
+                response = session.post(
+                    base_url + "/oauth/token",
+                    timeout=REQUEST_TIMEOUT,
+                    data={
+                        "grant_type": "refresh_token",
+                        "refresh_token": chain[-1]["refresh_token"],
+                        "client_id": client_id,
+                        "client_secret": secret,
+                    },
+                )
             except requests.RequestException:
                 with received.lock:
                     received.interrupted += 1
@@ -80,8 +91,9 @@ def refresh_loop(base_url: str, credentials: tuple[str, str], chain: list[dict[s
                     return
 
 
-def exchange_loop(base_url: str, credentials: tuple[str, str], received: Received,
-                  stop: threading.Event) -> None:
+def exchange_loop(
+    base_url: str, credentials: tuple[str, str], received: Received, stop: threading.Event
+) -> None:
     client_id, secret = credentials
     with requests.Session() as session:
         for _ in range(MAX_REQUESTS_PER_THREAD):
@@ -90,11 +102,17 @@ def exchange_loop(base_url: str, credentials: tuple[str, str], received: Receive
                     return
                 code = received.codes.pop()
             try:
-                response = session.post(base_url + "/oauth/token", timeout=REQUEST_TIMEOUT, data={
-                    "grant_type": "authorization_code", "code": code,
-                    "client_id": client_id, "client_secret": secret,
-                    "redirect_uri": IFTTT_REDIRECT,
-                })
+                response = session.post(
+                    base_url + "/oauth/token",
+                    timeout=REQUEST_TIMEOUT,
+                    data={
+                        "grant_type": "authorization_code",
+                        "code": code,
+                        "client_id": client_id,
+                        "client_secret": secret,
+                        "redirect_uri": IFTTT_REDIRECT,
+                    },
+                )
             except requests.RequestException:
                 with received.lock:
                     received.interrupted += 1
@@ -128,27 +146,33 @@ def kill_group(server: Any) -> None:
         shutil.rmtree(leaked, ignore_errors=True)
 
 
-def test_sigkill_under_load_loses_no_received_token(app, user, oauth_client, client_secret,
-                                                    server_factory):
+def test_sigkill_under_load_loses_no_received_token(
+    app, user, oauth_client, client_secret, server_factory
+):
     credentials = (oauth_client.client_id, client_secret)
     chains = [[make_tokens(user, oauth_client)] for _ in range(CHAINS)]
     codes = [f"crash-code-{n:03d}-" + "c" * 30 for n in range(CODES)]
     for code in codes:
         token_service.create_authorization_code(
-            code=code, oauth_client=oauth_client, user=user, redirect_uri=IFTTT_REDIRECT,
-            scope="ifttt", code_challenge=None, code_challenge_method=None,
+            code=code,
+            oauth_client=oauth_client,
+            user=user,
+            redirect_uri=IFTTT_REDIRECT,
+            scope="ifttt",
+            code_challenge=None,
+            code_challenge_method=None,
         )
     db.session.remove()
     received = Received(chains=chains, codes=list(codes))
     server = server_factory(workers=2)
     stop = threading.Event()
     threads = [
-        threading.Thread(target=refresh_loop,
-                         args=(server.base_url, credentials, chain, received, stop))
+        threading.Thread(
+            target=refresh_loop, args=(server.base_url, credentials, chain, received, stop)
+        )
         for chain in chains
     ] + [
-        threading.Thread(target=exchange_loop,
-                         args=(server.base_url, credentials, received, stop))
+        threading.Thread(target=exchange_loop, args=(server.base_url, credentials, received, stop))
         for _ in range(EXCHANGERS)
     ]
     for thread in threads:
@@ -172,42 +196,62 @@ def test_sigkill_under_load_loses_no_received_token(app, user, oauth_client, cli
     restarted = server_factory(workers=2, port=server.port)
     check_received_tokens_work(restarted.base_url, credentials, received)
     check_no_half_state()
-    print(f"crash: {issued} token responses received, {received.interrupted} cut off, "
-          f"{lost_answers} rotations committed whose answer was lost")
+    print(
+        f"crash: {issued} token responses received, {received.interrupted} cut off, "
+        f"{lost_answers} rotations committed whose answer was lost"
+    )
 
 
 def rotated_but_unreceived(received: Received) -> int:
     """Count chains whose newest received token was rotated by a cut-off request."""
     db.session.remove()
     newest = [hash_token(chain[-1]["refresh_token"]) for chain in received.chains]
-    return len(db.session.scalars(
-        select(RefreshToken.id).where(
-            RefreshToken.token_hash.in_(newest), RefreshToken.rotated_at.is_not(None)
-        )
-    ).all())
+    return len(
+        db.session.scalars(
+            select(RefreshToken.id).where(
+                RefreshToken.token_hash.in_(newest), RefreshToken.rotated_at.is_not(None)
+            )
+        ).all()
+    )
 
 
-def check_received_tokens_work(base_url: str, credentials: tuple[str, str],
-                               received: Received) -> None:
+def check_received_tokens_work(
+    base_url: str, credentials: tuple[str, str], received: Received
+) -> None:
     client_id, secret = credentials
     with requests.Session() as session:
         for chain in received.chains:
             for pair in chain:
-                info = session.get(base_url + "/ifttt/v1/user/info", timeout=REQUEST_TIMEOUT,
-                                   headers={"Authorization": "Bearer " + pair["access_token"]})
+                info = session.get(
+                    base_url + "/ifttt/v1/user/info",
+                    timeout=REQUEST_TIMEOUT,
+                    headers={"Authorization": "Bearer " + pair["access_token"]},
+                )
                 assert info.status_code == 200, info.text
         for chain in received.chains:
             # The newest refresh token the client holds. If its own rotation committed
             # but the answer was cut off, the grace window hands out that successor.
-            response = session.post(base_url + "/oauth/token", timeout=REQUEST_TIMEOUT, data={
-                "grant_type": "refresh_token", "refresh_token": chain[-1]["refresh_token"],
-                "client_id": client_id, "client_secret": secret,
-            })
+            response = session.post(
+                base_url + "/oauth/token",
+                timeout=REQUEST_TIMEOUT,
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": chain[-1]["refresh_token"],
+                    "client_id": client_id,
+                    "client_secret": secret,
+                },
+            )
             assert response.status_code == 200, response.text
-            follow_up = session.post(base_url + "/oauth/token", timeout=REQUEST_TIMEOUT, data={
-                "grant_type": "refresh_token", "refresh_token": response.json()["refresh_token"],
-                "client_id": client_id, "client_secret": secret,
-            })
+            follow_up = session.post(
+                base_url + "/oauth/token",
+                timeout=REQUEST_TIMEOUT,
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": response.json()["refresh_token"],
+                    "client_id": client_id,
+                    "client_secret": secret,
+                },
+            )
             assert follow_up.status_code == 200, follow_up.text
 
 
@@ -218,8 +262,9 @@ def check_no_half_state() -> None:
         select(func.count()).select_from(child).where(child.parent_id == RefreshToken.id)
     ).scalar_subquery()
     rotated = db.session.execute(
-        select(RefreshToken.id, RefreshToken.family_id, children)
-        .where(RefreshToken.rotated_at.is_not(None))
+        select(RefreshToken.id, RefreshToken.family_id, children).where(
+            RefreshToken.rotated_at.is_not(None)
+        )
     ).all()
     assert rotated, "no rotation happened"
     half_rotated = [row for row in rotated if row[2] != 1]
@@ -239,9 +284,9 @@ def check_no_half_state() -> None:
             select(func.count()).select_from(AccessToken).where(AccessToken.family_id == family_id)
         )
         live_refresh = db.session.scalar(
-            select(func.count()).select_from(RefreshToken).where(
-                RefreshToken.family_id == family_id, RefreshToken.rotated_at.is_(None)
-            )
+            select(func.count())
+            .select_from(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.rotated_at.is_(None))
         )
         assert access >= 1, f"family {family_id} has no access token"
         assert live_refresh == 1, f"family {family_id} has {live_refresh} unrotated tokens"

@@ -29,8 +29,9 @@ def make_app() -> Iterator[object]:
     apps = []
 
     def build(idle_seconds: int) -> object:
-        config = base_config(SERVER.replace("postgresql://", "postgresql+psycopg://", 1)
-                             + "/postgres")
+        config = base_config(
+            SERVER.replace("postgresql://", "postgresql+psycopg://", 1) + "/postgres"
+        )
         config["DB_PING_AFTER_IDLE_SECONDS"] = idle_seconds
         app = create_app(config, cli=False)
         apps.append(app)

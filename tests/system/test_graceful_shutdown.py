@@ -38,14 +38,19 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(status_line.split()[1]), headers, body
 
 
-def test_sigterm_finishes_in_flight_request_before_exit(app, user, oauth_client, client_secret,
-                                                        server_factory):
+def test_sigterm_finishes_in_flight_request_before_exit(
+    app, user, oauth_client, client_secret, server_factory
+):
     tokens = make_tokens(user, oauth_client)
     server = server_factory(workers=2)
-    body = urlencode({
-        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-        "client_id": oauth_client.client_id, "client_secret": client_secret,
-    }).encode()
+    body = urlencode(
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": oauth_client.client_id,
+            "client_secret": client_secret,
+        }
+    ).encode()
     head = (
         f"POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
         "Content-Type: application/x-www-form-urlencoded\r\n"

@@ -35,14 +35,36 @@ def good_server(database_url, tmp_path_factory):
     process.stop()
 
 
-def run_check(tmp_path, base_url, oauth_client, secret, *, password=PASSWORD,
-              redirect_uri=IFTTT_REDIRECT, extra=()):
+def run_check(
+    tmp_path,
+    base_url,
+    oauth_client,
+    secret,
+    *,
+    password=PASSWORD,
+    redirect_uri=IFTTT_REDIRECT,
+    extra=(),
+):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
     # The command talks HTTP only; its own app needs nothing but an instance folder.
     env["AUTHSERVER_INSTANCE_PATH"] = str(tmp_path / "check-instance")
-    argv = [AUTHSERVER, "ifttt-check", "--base-url", base_url,
-            "--client-id", oauth_client.client_id, "--client-secret", secret,
-            "--username", "walter", "--password", password, "--timeout", "20", *extra]
+    argv = [
+        AUTHSERVER,
+        "ifttt-check",
+        "--base-url",
+        base_url,
+        "--client-id",
+        oauth_client.client_id,
+        "--client-secret",
+        secret,
+        "--username",
+        "walter",
+        "--password",
+        password,
+        "--timeout",
+        "20",
+        *extra,
+    ]
     if redirect_uri:
         argv += ["--redirect-uri", redirect_uri]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180)
@@ -52,8 +74,9 @@ def lines_of(result):
     return result.stdout.strip().splitlines()
 
 
-def test_ifttt_check_passes_on_correct_deployment(tmp_path, good_server, user, oauth_client,
-                                                  client_secret):
+def test_ifttt_check_passes_on_correct_deployment(
+    tmp_path, good_server, user, oauth_client, client_secret
+):
     result = run_check(tmp_path, good_server.base_url, oauth_client, client_secret)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = lines_of(result)
@@ -91,10 +114,12 @@ def test_ifttt_check_fails_on_older_refresh_token_when_grace_is_zero(
     assert "Traceback" not in result.stderr
 
 
-def test_ifttt_check_reports_wrong_password(tmp_path, good_server, user, oauth_client,
-                                            client_secret):
-    result = run_check(tmp_path, good_server.base_url, oauth_client, client_secret,
-                       password="not the password")
+def test_ifttt_check_reports_wrong_password(
+    tmp_path, good_server, user, oauth_client, client_secret
+):
+    result = run_check(
+        tmp_path, good_server.base_url, oauth_client, client_secret, password="not the password"
+    )
     assert result.returncode == 1
     lines = lines_of(result)
     assert lines[0].startswith("FAIL  authorize")
@@ -106,20 +131,30 @@ def test_ifttt_check_reports_wrong_password(tmp_path, good_server, user, oauth_c
     assert "Traceback" not in result.stderr
 
 
-def test_ifttt_check_reports_unregistered_redirect_uri(tmp_path, good_server, user,
-                                                       oauth_client, client_secret):
-    result = run_check(tmp_path, good_server.base_url, oauth_client, client_secret,
-                       redirect_uri="https://ifttt.com/channels/other/authorize")
+def test_ifttt_check_reports_unregistered_redirect_uri(
+    tmp_path, good_server, user, oauth_client, client_secret
+):
+    result = run_check(
+        tmp_path,
+        good_server.base_url,
+        oauth_client,
+        client_secret,
+        redirect_uri="https://ifttt.com/channels/other/authorize",
+    )
     assert result.returncode == 1
     first = lines_of(result)[0]
     assert first.startswith("FAIL  authorize")
     assert "HTTP 400" in first
 
 
-def test_ifttt_check_reports_unreachable_deployment(tmp_path, app, oauth_client,
-                                                    client_secret):
-    result = run_check(tmp_path, f"http://127.0.0.1:{free_port()}", oauth_client,
-                       client_secret, extra=("--timeout", "2"))
+def test_ifttt_check_reports_unreachable_deployment(tmp_path, app, oauth_client, client_secret):
+    result = run_check(
+        tmp_path,
+        f"http://127.0.0.1:{free_port()}",
+        oauth_client,
+        client_secret,
+        extra=("--timeout", "2"),
+    )
     assert result.returncode == 1
     lines = lines_of(result)
     assert len(lines) == 8

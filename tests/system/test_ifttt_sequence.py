@@ -26,9 +26,9 @@ TIMEOUT = 10
 
 
 def hidden_value(page: str, name: str) -> str:
-    match = re.search(
-        rf'<input[^>]*name="{name}"[^>]*value="([^"]*)"', page
-    ) or re.search(rf'<input[^>]*value="([^"]*)"[^>]*name="{name}"', page)
+    match = re.search(rf'<input[^>]*name="{name}"[^>]*value="([^"]*)"', page) or re.search(
+        rf'<input[^>]*value="([^"]*)"[^>]*name="{name}"', page
+    )
     assert match, f"no hidden {name!r} in page:\n{page}"
     return html.unescape(match.group(1))
 
@@ -89,9 +89,7 @@ def user_info(base_url: str, access_token: str) -> requests.Response:
     )
 
 
-def test_ifttt_connection_sequence_passes_over_http(
-    live_server, user, oauth_client, client_secret
-):
+def test_ifttt_connection_sequence_passes_over_http(live_server, user, oauth_client, client_secret):
     base = live_server.base_url
     query = {
         "client_id": oauth_client.client_id,

@@ -68,9 +68,7 @@ def test_authlib_client_completes_code_flow_and_refresh(
     base = live_server.base_url
     session = library_session(oauth_client, client_secret)
     state = secrets.token_hex(8)
-    url, returned_state = session.create_authorization_url(
-        base + "/oauth/authorize", state=state
-    )
+    url, returned_state = session.create_authorization_url(base + "/oauth/authorize", state=state)
     assert returned_state == state
     location = authorize_in_browser(base, url, user.username, PASSWORD)
     assert location.startswith(IFTTT_REDIRECT + "?"), location
@@ -93,9 +91,7 @@ def test_authlib_client_completes_code_flow_and_refresh(
 
     # The code is single use, also for the library.
     with pytest.raises(OAuthError) as replay:
-        session.fetch_token(
-            base + "/oauth/token", authorization_response=location, timeout=TIMEOUT
-        )
+        session.fetch_token(base + "/oauth/token", authorization_response=location, timeout=TIMEOUT)
     assert replay.value.error == "invalid_grant"
     assert "Traceback" not in live_server.log(), live_server.log()
 
@@ -106,9 +102,7 @@ def test_authlib_client_completes_code_flow_with_pkce_s256(
     base = live_server.base_url
     session = library_session(oauth_client, client_secret, code_challenge_method="S256")
     verifier = secrets.token_urlsafe(48)
-    url, state = session.create_authorization_url(
-        base + "/oauth/authorize", code_verifier=verifier
-    )
+    url, state = session.create_authorization_url(base + "/oauth/authorize", code_verifier=verifier)
     location = authorize_in_browser(base, url, user.username, PASSWORD)
     code = query_of(location)["code"]
     db.session.rollback()

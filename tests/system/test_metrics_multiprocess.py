@@ -13,8 +13,11 @@ MAX_REQUESTS = 400
 
 
 def scrape(server):
-    response = requests.get(server.base_url + "/metrics", timeout=10,
-                            headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    response = requests.get(
+        server.base_url + "/metrics",
+        timeout=10,
+        headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+    )
     assert response.status_code == 200
     samples = {}
     for family in text_string_to_metric_families(response.text):
@@ -24,14 +27,18 @@ def scrape(server):
 
 
 def healthz_count(samples):
-    key = ("authserver_http_requests_total",
-           (("endpoint", "health.healthz"), ("method", "GET"), ("status", "200")))
+    key = (
+        "authserver_http_requests_total",
+        (("endpoint", "health.healthz"), ("method", "GET"), ("status", "200")),
+    )
     return samples.get(key, 0.0)
 
 
 def healthz_observations(samples):
-    key = ("authserver_http_request_duration_seconds_count",
-           (("endpoint", "health.healthz"), ("status", "200")))
+    key = (
+        "authserver_http_request_duration_seconds_count",
+        (("endpoint", "health.healthz"), ("status", "200")),
+    )
     return samples.get(key, 0.0)
 
 
@@ -54,8 +61,11 @@ def send_batch(server, start):
     statuses = []
 
     def one(index):
-        response = requests.get(server.base_url + "/healthz", timeout=10,
-                                headers={"X-Request-ID": f"mp-{start + index}"})
+        response = requests.get(
+            server.base_url + "/healthz",
+            timeout=10,
+            headers={"X-Request-ID": f"mp-{start + index}"},
+        )
         statuses.append((response.status_code, response.headers["X-Request-ID"]))
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(BATCH)]

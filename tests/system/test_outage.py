@@ -52,8 +52,9 @@ def cluster() -> Iterator[PgCluster]:
 
 
 @pytest.fixture
-def cluster_app(cluster: PgCluster, tmp_path: Path,
-                monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+def cluster_app(
+    cluster: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Flask]:
     """An in-process app on the throwaway cluster, migrated to head."""
     monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", str(tmp_path / "instance"))
     application = create_app(base_config(cluster.url))
@@ -65,8 +66,9 @@ def cluster_app(cluster: PgCluster, tmp_path: Path,
 
 
 @pytest.fixture
-def cluster_server(cluster: PgCluster, cluster_app: Flask,
-                   tmp_path: Path) -> Iterator[ServerProcess]:
+def cluster_server(
+    cluster: PgCluster, cluster_app: Flask, tmp_path: Path
+) -> Iterator[ServerProcess]:
     server = start_server(cluster.url, tmp_path, workers=2, DB_TIMEOUT_SECONDS=DB_TIMEOUT)
     yield server
     server.stop(signal.SIGTERM)
@@ -81,8 +83,13 @@ def arrange(cluster_app: Flask) -> dict[str, Any]:
     tokens = make_tokens(user, oauth_client)
     code = "outage-code-" + "x" * 30
     token_service.create_authorization_code(
-        code=code, oauth_client=oauth_client, user=user, redirect_uri=IFTTT_REDIRECT,
-        scope="ifttt", code_challenge=None, code_challenge_method=None,
+        code=code,
+        oauth_client=oauth_client,
+        user=user,
+        redirect_uri=IFTTT_REDIRECT,
+        scope="ifttt",
+        code_challenge=None,
+        code_challenge_method=None,
     )
     state = {
         "client": ("ifttt", secret),
@@ -103,28 +110,51 @@ def calls(base_url: str, state: dict[str, Any]) -> dict[str, Callable[[], reques
     client_id, secret = state["client"]
 
     def refresh() -> requests.Response:
-        return requests.post(base_url + "/oauth/token", timeout=30, data={
-            "grant_type": "refresh_token", "refresh_token": state["refresh_token"],
-            "client_id": client_id, "client_secret": secret,
-        })
+        return requests.post(
+            base_url + "/oauth/token",
+            timeout=30,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": state["refresh_token"],
+                "client_id": client_id,
+                "client_secret": secret,
+            },
+        )
 
     def exchange() -> requests.Response:
-        return requests.post(base_url + "/oauth/token", timeout=30, data={
-            "grant_type": "authorization_code", "code": state["code"],
-            "client_id": client_id, "client_secret": secret, "redirect_uri": IFTTT_REDIRECT,
-        })
+        return requests.post(
+            base_url + "/oauth/token",
+            timeout=30,
+            data={
+                "grant_type": "authorization_code",
+                "code": state["code"],
+                "client_id": client_id,
+                "client_secret": secret,
+                "redirect_uri": IFTTT_REDIRECT,
+            },
+        )
 
     def introspect() -> requests.Response:
-        return requests.post(base_url + "/oauth/introspect", timeout=30,
-                             data={"token": state["access_token"]},
-                             auth=state["resource_server"])
+        return requests.post(
+            base_url + "/oauth/introspect",
+            timeout=30,
+            data={"token": state["access_token"]},
+            auth=state["resource_server"],
+        )
 
     def user_info() -> requests.Response:
-        return requests.get(base_url + "/ifttt/v1/user/info", timeout=30,
-                            headers={"Authorization": "Bearer " + state["access_token"]})
+        return requests.get(
+            base_url + "/ifttt/v1/user/info",
+            timeout=30,
+            headers={"Authorization": "Bearer " + state["access_token"]},
+        )
 
-    return {"refresh": refresh, "exchange": exchange, "introspect": introspect,
-            "user_info": user_info}
+    return {
+        "refresh": refresh,
+        "exchange": exchange,
+        "introspect": introspect,
+        "user_info": user_info,
+    }
 
 
 def timed(call: Callable[[], requests.Response]) -> tuple[requests.Response, float]:
@@ -133,8 +163,9 @@ def timed(call: Callable[[], requests.Response]) -> tuple[requests.Response, flo
     return response, time.monotonic() - started
 
 
-def assert_unavailable(name: str, response: requests.Response, elapsed: float,
-                       server: ServerProcess) -> None:
+def assert_unavailable(
+    name: str, response: requests.Response, elapsed: float, server: ServerProcess
+) -> None:
     context = f"{name}: {response.status_code} {response.text[:300]} after {elapsed:.2f}s"
     assert response.status_code == 503, context + "\n" + server.log()[-5000:]
     assert elapsed < MAX_ANSWER_SECONDS, context
@@ -160,8 +191,9 @@ def wait_until_ready(server: ServerProcess) -> float:
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise AssertionError(f"not ready {RECOVERY_SECONDS}s after the database came back\n"
-                         + server.log()[-5000:])
+    raise AssertionError(
+        f"not ready {RECOVERY_SECONDS}s after the database came back\n" + server.log()[-5000:]
+    )
 
 
 def test_database_outage_answers_503_then_recovers_without_restart(

@@ -23,29 +23,38 @@ OVERLAP_SECONDS = 4
 REQUEST_TIMEOUT = 30
 
 
-def test_old_secret_works_during_overlap_and_stops_after(server_factory, cli, user,
-                                                         oauth_client, client_secret):
+def test_old_secret_works_during_overlap_and_stops_after(
+    server_factory, cli, user, oauth_client, client_secret
+):
     server = server_factory(workers=2)
     http = requests.Session()
     refresh_token = make_tokens(user, oauth_client)["refresh_token"]
 
     def refresh(secret: str) -> requests.Response:
         nonlocal refresh_token
-        response = http.post(server.base_url + "/oauth/token", data={
-            "grant_type": "refresh_token", "refresh_token": refresh_token,
-            "client_id": "ifttt", "client_secret": secret,
-        }, timeout=REQUEST_TIMEOUT)
+        response = http.post(
+            server.base_url + "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": "ifttt",
+                "client_secret": secret,
+            },
+            timeout=REQUEST_TIMEOUT,
+        )
         if response.status_code == 200:
             refresh_token = response.json()["refresh_token"]
         return response
 
     assert refresh(client_secret).status_code == 200
-    result = cli.invoke(args=["clients", "rotate-secret", "ifttt",
-                              "--overlap", f"{OVERLAP_SECONDS}s", "--json"])
+    result = cli.invoke(
+        args=["clients", "rotate-secret", "ifttt", "--overlap", f"{OVERLAP_SECONDS}s", "--json"]
+    )
     assert result.exit_code == 0, result.stderr
     new_secret = json.loads(result.stdout)["client_secret"]
     expires_at = db.session.scalar(
-        select(CredentialSecret.expires_at).where(CredentialSecret.expires_at.is_not(None)))
+        select(CredentialSecret.expires_at).where(CredentialSecret.expires_at.is_not(None))
+    )
     db.session.commit()
 
     # Both secrets work on the running server, without a restart.
@@ -72,8 +81,10 @@ def test_old_secret_works_during_overlap_and_stops_after(server_factory, cli, us
     assert refresh(new_secret).status_code == 200
     db.session.rollback()
     used_old = db.session.scalars(
-        select(AuditEvent).where(AuditEvent.event_type == "secret.used_old")).all()
+        select(AuditEvent).where(AuditEvent.event_type == "secret.used_old")
+    ).all()
     assert [row.client_id for row in used_old][:1] == ["ifttt"]
     failed = db.session.scalars(
-        select(AuditEvent).where(AuditEvent.event_type == "client.auth_failed")).all()
+        select(AuditEvent).where(AuditEvent.event_type == "client.auth_failed")
+    ).all()
     assert [row.client_id for row in failed] == ["ifttt"]

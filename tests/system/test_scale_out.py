@@ -93,7 +93,7 @@ def pair(pg_app: Any, pg_url: str, redis_prefix: str, tmp_path: Path) -> Iterato
     def start() -> None:
         try:
             servers.append(start_server(pg_url, tmp_path, workers=2, **settings))
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
 
     # Both start at once: each waits for its own /healthz.
@@ -132,20 +132,32 @@ def ifttt_connects(a: Any, b: Any, username: str, client_id: str) -> str:
     step = browser.get(a.base_url + path, allow_redirects=False, timeout=30)
     assert step.status_code == 302
     login_path = urljoin(a.base_url + path, step.headers["Location"])
-    login_path = login_path[len(a.base_url):]
+    login_path = login_path[len(a.base_url) :]
     page = browser.get(b.base_url + login_path, timeout=30)
     assert page.status_code == 200
-    step = browser.post(a.base_url + login_path, timeout=30, allow_redirects=False, data={
-        "csrf_token": csrf_of(page.text), "username": username, "password": PASSWORD,
-        "next": query_of(login_path)["next"],
-    })
+    step = browser.post(
+        a.base_url + login_path,
+        timeout=30,
+        allow_redirects=False,
+        data={
+            "csrf_token": csrf_of(page.text),
+            "username": username,
+            "password": PASSWORD,
+            "next": query_of(login_path)["next"],
+        },
+    )
     assert step.status_code == 302, step.text
-    consent_path = urljoin(a.base_url + login_path, step.headers["Location"])[len(a.base_url):]
+    consent_path = urljoin(a.base_url + login_path, step.headers["Location"])[len(a.base_url) :]
     assert consent_path.startswith("/oauth/authorize?")
     page = browser.get(b.base_url + consent_path, timeout=30)
-    assert page.status_code == 200 and "decision" in page.text
-    step = browser.post(a.base_url + consent_path, timeout=30, allow_redirects=False,
-                        data={"csrf_token": csrf_of(page.text), "decision": "allow"})
+    assert page.status_code == 200
+    assert "decision" in page.text
+    step = browser.post(
+        a.base_url + consent_path,
+        timeout=30,
+        allow_redirects=False,
+        data={"csrf_token": csrf_of(page.text), "decision": "allow"},
+    )
     assert step.status_code == 302
     assert step.headers["Location"].startswith(IFTTT_REDIRECT)
     return query_of(step.headers["Location"])["code"]
@@ -161,12 +173,17 @@ def test_two_instances_share_codes_tokens_grace_reuse_and_rate_limits(pg_app, pa
 
     # Authorize, log in and consent across both instances; exchange on the second.
     code = ifttt_connects(a, b, user.username, client_id)
-    exchanged = token_post(b, {"grant_type": "authorization_code", "code": code,
-                               "redirect_uri": IFTTT_REDIRECT, **auth})
+    exchanged = token_post(
+        b,
+        {"grant_type": "authorization_code", "code": code, "redirect_uri": IFTTT_REDIRECT, **auth},
+    )
     assert exchanged.status_code == 200, exchanged.text
     first = exchanged.json()
-    info = requests.get(a.base_url + "/ifttt/v1/user/info", timeout=30,
-                        headers={"Authorization": f"Bearer {first['access_token']}"})
+    info = requests.get(
+        a.base_url + "/ifttt/v1/user/info",
+        timeout=30,
+        headers={"Authorization": f"Bearer {first['access_token']}"},
+    )
     assert info.json()["data"]["id"] == user.public_id
 
     # Refresh storm split across both instances: one rotation, every caller gets it.
@@ -176,8 +193,9 @@ def test_two_instances_share_codes_tokens_grace_reuse_and_rate_limits(pg_app, pa
     def storm(index: int) -> None:
         target = (a, b)[index % 2]
         barrier.wait(timeout=30)
-        response = token_post(target, {"grant_type": "refresh_token",
-                                       "refresh_token": first["refresh_token"], **auth})
+        response = token_post(
+            target, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"], **auth}
+        )
         results.append((response.status_code, response.json()))
 
     threads = [threading.Thread(target=storm, args=(i,)) for i in range(STORM)]
@@ -193,20 +211,27 @@ def test_two_instances_share_codes_tokens_grace_reuse_and_rate_limits(pg_app, pa
 
     # Grace replay on A, then the successor is used on B; replaying the old token on A
     # is now reuse, and the family revoked on A is revoked for B as well.
-    replay = token_post(a, {"grant_type": "refresh_token",
-                            "refresh_token": first["refresh_token"], **auth})
+    replay = token_post(
+        a, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"], **auth}
+    )
     assert replay.json()["refresh_token"] == successor["refresh_token"]
-    third = token_post(b, {"grant_type": "refresh_token",
-                           "refresh_token": successor["refresh_token"], **auth})
+    third = token_post(
+        b, {"grant_type": "refresh_token", "refresh_token": successor["refresh_token"], **auth}
+    )
     assert third.status_code == 200
-    reused = token_post(a, {"grant_type": "refresh_token",
-                            "refresh_token": first["refresh_token"], **auth})
+    reused = token_post(
+        a, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"], **auth}
+    )
     assert (reused.status_code, reused.json()["error"]) == (400, "invalid_grant")
-    dead = token_post(b, {"grant_type": "refresh_token",
-                          "refresh_token": third.json()["refresh_token"], **auth})
+    dead = token_post(
+        b, {"grant_type": "refresh_token", "refresh_token": third.json()["refresh_token"], **auth}
+    )
     assert (dead.status_code, dead.json()["error"]) == (400, "invalid_grant")
-    info = requests.get(b.base_url + "/ifttt/v1/user/info", timeout=30,
-                        headers={"Authorization": f"Bearer {third.json()['access_token']}"})
+    info = requests.get(
+        b.base_url + "/ifttt/v1/user/info",
+        timeout=30,
+        headers={"Authorization": f"Bearer {third.json()['access_token']}"},
+    )
     assert info.status_code == 401
 
     # Token failures are counted in Redis: five spread over both instances use up the

@@ -93,8 +93,9 @@ def test_shim_status_checks_service_key(make_shim):
     shim = make_shim()
     ok = shim.get("/ifttt/v1/status", headers={"IFTTT-Service-Key": SERVICE_KEY})
     assert ok.status_code == 200
-    assert shim.get("/ifttt/v1/status",
-                    headers={"IFTTT-Channel-Key": SERVICE_KEY}).status_code == 200
+    assert (
+        shim.get("/ifttt/v1/status", headers={"IFTTT-Channel-Key": SERVICE_KEY}).status_code == 200
+    )
     for headers in ({}, {"IFTTT-Service-Key": SERVICE_KEY + "x"}, {"IFTTT-Service-Key": ""}):
         response = shim.get("/ifttt/v1/status", headers=headers)
         assert response.status_code == 401
@@ -109,8 +110,9 @@ def test_shim_test_setup_token_works_on_trigger_at_once(make_shim, user):
     assert setup.headers["Content-Type"] == "application/json; charset=utf-8"
     data = setup.get_json()["data"]
     fields = data["samples"]["triggers"]["new_thing"]
-    response = shim.post(TRIGGER, json={"triggerFields": fields},
-                         headers=bearer(data["accessToken"]))
+    response = shim.post(
+        TRIGGER, json={"triggerFields": fields}, headers=bearer(data["accessToken"])
+    )
     assert response.status_code == 200
     items = response.get_json()["data"]
     assert len(items) >= 3
@@ -122,8 +124,11 @@ def test_shim_test_setup_token_works_on_trigger_at_once(make_shim, user):
 def test_shim_trigger_honours_limit_and_ignores_extra_data(make_shim, tokens):
     shim = make_shim()
     for limit, expected in ((0, 0), (1, 1), (3, 3)):
-        response = shim.post(TRIGGER, json={**FIELDS, "limit": limit, "extra": {"x": 1}},
-                             headers=bearer(tokens["access_token"]))
+        response = shim.post(
+            TRIGGER,
+            json={**FIELDS, "limit": limit, "extra": {"x": 1}},
+            headers=bearer(tokens["access_token"]),
+        )
         assert response.status_code == 200
         assert len(response.get_json()["data"]) == expected
 
@@ -149,8 +154,9 @@ def test_shim_trigger_401_for_bad_tokens(make_shim, headers):
 
 
 def test_shim_trigger_401_for_refresh_token(make_shim, tokens):
-    assert_ifttt_401(make_shim().post(TRIGGER, json=FIELDS,
-                                      headers=bearer(tokens["refresh_token"])))
+    assert_ifttt_401(
+        make_shim().post(TRIGGER, json=FIELDS, headers=bearer(tokens["refresh_token"]))
+    )
 
 
 def test_shim_trigger_401_once_token_revoked_without_cache(make_shim, tokens):
@@ -162,8 +168,9 @@ def test_shim_trigger_401_once_token_revoked_without_cache(make_shim, tokens):
     assert_ifttt_401(shim.post(TRIGGER, json=FIELDS, headers=bearer(tokens["access_token"])))
 
 
-def test_shim_answers_503_when_auth_server_stopped(make_shim, server_factory, tokens, user,
-                                                   oauth_client, caplog):
+def test_shim_answers_503_when_auth_server_stopped(
+    make_shim, server_factory, tokens, user, oauth_client, caplog
+):
     server = server_factory(workers=1)
     shim = make_shim(base_url=server.base_url, cache_seconds=60)
     cached = tokens["access_token"]
@@ -193,9 +200,12 @@ def test_shim_answers_503_not_401_when_its_credentials_are_wrong(make_shim, toke
 
 
 def verifier_for(server, credentials, cache_seconds):
-    return IntrospectionVerifier(server.base_url + "/oauth/introspect",
-                                 server_id=credentials[0], secret=credentials[1],
-                                 cache_seconds=cache_seconds)
+    return IntrospectionVerifier(
+        server.base_url + "/oauth/introspect",
+        server_id=credentials[0],
+        secret=credentials[1],
+        cache_seconds=cache_seconds,
+    )
 
 
 def connection_pool(verifier, server):
@@ -236,12 +246,14 @@ def test_verifier_cache_ends_after_cache_seconds(server, credentials, tokens):
         assert requests_sent(verifier, server) == 2
 
 
-def test_verifier_cache_never_outlives_token_exp(app, server, credentials, user,
-                                                 oauth_client):
-    client_service.update_client(oauth_client.client_id, access_token_lifetime=20,
-                                 refresh_grace_lifetime=0,
-                                 default_access=app.config["ACCESS_TOKEN_TTL"],
-                                 default_grace=app.config["REFRESH_GRACE_SECONDS"])
+def test_verifier_cache_never_outlives_token_exp(app, server, credentials, user, oauth_client):
+    client_service.update_client(
+        oauth_client.client_id,
+        access_token_lifetime=20,
+        refresh_grace_lifetime=0,
+        default_access=app.config["ACCESS_TOKEN_TTL"],
+        default_grace=app.config["REFRESH_GRACE_SECONDS"],
+    )
     access = make_tokens(user, oauth_client)["access_token"]
     verifier = verifier_for(server, credentials, cache_seconds=3600)
     claims = verifier.verify(access)
@@ -271,8 +283,9 @@ def test_verifier_does_not_cache_negative_answers(server, credentials, tokens):
 
 def test_verifier_refuses_bad_settings():
     with pytest.raises(ValueError, match="timeout"):
-        IntrospectionVerifier("http://127.0.0.1:9/oauth/introspect", server_id="rs_x",
-                              secret="s", timeout=0)
+        IntrospectionVerifier(
+            "http://127.0.0.1:9/oauth/introspect", server_id="rs_x", secret="s", timeout=0
+        )
 
 
 def test_shim_test_setup_answers_503_when_no_test_token(make_shim, example):

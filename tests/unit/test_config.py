@@ -39,9 +39,7 @@ def assert_config_error(tmp_path, monkeypatch, variable, **env):
 def test_defaults_give_a_working_local_configuration(tmp_path, monkeypatch):
     settings = settings_from_env(tmp_path, monkeypatch)
     assert settings["ISSUER"] == "http://127.0.0.1:8000"
-    assert settings["DATABASE_URL"] == "sqlite:///" + str(
-        tmp_path / "instance" / "authserver.db"
-    )
+    assert settings["DATABASE_URL"] == "sqlite:///" + str(tmp_path / "instance" / "authserver.db")
     assert settings["ACCESS_TOKEN_TTL"] == DEFAULTS["ACCESS_TOKEN_TTL"]
 
 
@@ -68,9 +66,7 @@ def test_explicit_overrides_win_over_environment(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("value", ["abc", "1.5", "", "ten", "0x10", "1e3"])
 def test_non_numeric_lifetime_rejected(tmp_path, monkeypatch, value):
-    message = assert_config_error(
-        tmp_path, monkeypatch, "ACCESS_TOKEN_TTL", ACCESS_TOKEN_TTL=value
-    )
+    message = assert_config_error(tmp_path, monkeypatch, "ACCESS_TOKEN_TTL", ACCESS_TOKEN_TTL=value)
     assert "whole number" in message
 
 
@@ -114,9 +110,7 @@ def test_ten_year_access_token_lifetime_accepted(tmp_path, monkeypatch):
     assert settings["ACCESS_TOKEN_TTL"] == int(ten_years)
 
 
-def test_access_ttl_zero_means_never_expires_and_allows_any_grace(
-    tmp_path, monkeypatch
-):
+def test_access_ttl_zero_means_never_expires_and_allows_any_grace(tmp_path, monkeypatch):
     settings = settings_from_env(
         tmp_path, monkeypatch, ACCESS_TOKEN_TTL="0", REFRESH_GRACE_SECONDS="600"
     )
@@ -190,10 +184,7 @@ def test_unknown_database_scheme_rejected(tmp_path, monkeypatch, url):
     ],
 )
 def test_supported_database_schemes_accepted(tmp_path, monkeypatch, url):
-    assert (
-        settings_from_env(tmp_path, monkeypatch, DATABASE_URL=url)["DATABASE_URL"]
-        == url
-    )
+    assert settings_from_env(tmp_path, monkeypatch, DATABASE_URL=url)["DATABASE_URL"] == url
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,13 @@ DAY = 24 * 3600
 
 def new_code(user, oauth_client, raw):
     token_service.create_authorization_code(
-        code=raw, oauth_client=oauth_client, user=user, redirect_uri=IFTTT_REDIRECT,
-        scope="ifttt", code_challenge=None, code_challenge_method=None,
+        code=raw,
+        oauth_client=oauth_client,
+        user=user,
+        redirect_uri=IFTTT_REDIRECT,
+        scope="ifttt",
+        code_challenge=None,
+        code_challenge_method=None,
     )
     return token_service.find_authorization_code(raw, oauth_client)
 
@@ -102,9 +107,7 @@ def test_revoked_family_deleted_after_retention_with_its_tokens(user, oauth_clie
         assert token_service.find_token(live["refresh_token"]) is not None
 
 
-def test_idle_family_with_live_refresh_token_kept_after_access_tokens_expire(
-    user, oauth_client
-):
+def test_idle_family_with_live_refresh_token_kept_after_access_tokens_expire(user, oauth_client):
     """IFTTT's rule: refresh tokens never expire, so an idle grant is never purged."""
     with freeze_time(FROZEN) as frozen:
         tokens = make_tokens(user, oauth_client)

@@ -27,8 +27,11 @@ def pair(app):
 
 
 def used_old_count():
-    return len(list(db.session.scalars(
-        select(AuditEvent).where(AuditEvent.event_type == "secret.used_old"))))
+    return len(
+        list(
+            db.session.scalars(select(AuditEvent).where(AuditEvent.event_type == "secret.used_old"))
+        )
+    )
 
 
 def check(owner, secret):
@@ -42,20 +45,38 @@ def check(owner, secret):
 # Durations ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("0", 0), ("90", 90), ("90s", 90), ("15m", 900), ("24h", 86400), ("7d", 604800),
-    (" 2h ", 7200), ("3650d", 3650 * 86400),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("0", 0),
+        ("90", 90),
+        ("90s", 90),
+        ("15m", 900),
+        ("24h", 86400),
+        ("7d", 604800),
+        (" 2h ", 7200),
+        ("3650d", 3650 * 86400),
+    ],
+)
 def test_parse_duration_accepts_documented_forms(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("5x", "is not a duration"), ("1.5h", "is not a duration"), ("", "is not a duration"),
-    ("h", "is not a duration"), ("1h30m", "is not a duration"), ("1H", "is not a duration"),
-    ("-1h", "is negative"), ("-0", "is negative"), ("3651d", "is too long"),
-    ("9" * 10, "is not a duration"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("5x", "is not a duration"),
+        ("1.5h", "is not a duration"),
+        ("", "is not a duration"),
+        ("h", "is not a duration"),
+        ("1h30m", "is not a duration"),
+        ("1H", "is not a duration"),
+        ("-1h", "is negative"),
+        ("-0", "is negative"),
+        ("3651d", "is too long"),
+        ("9" * 10, "is not a duration"),
+    ],
+)
 def test_parse_duration_refuses_anything_else(text, message):
     with pytest.raises(click.BadParameter, match=message):
         parse_duration(text)
@@ -91,13 +112,15 @@ def test_at_most_two_secrets_live_after_many_rotations(pair):
         issued = []
         for _ in range(4):
             frozen.tick(10)
-            issued.append(client_service.rotate_secret(oauth_client, overlap=HOUR,
-                                                       owner_id="ifttt"))
+            issued.append(
+                client_service.rotate_secret(oauth_client, overlap=HOUR, owner_id="ifttt")
+            )
         assert [i.ended_early for i in issued] == [0, 1, 1, 1]
         live = oauth_client.live_secrets()
         assert len(live) == 2
-        assert [oauth_client.check_client_secret(s) for s in
-                (first, *[i.secret for i in issued])] == [False, False, False, True, True]
+        assert [
+            oauth_client.check_client_secret(s) for s in (first, *[i.secret for i in issued])
+        ] == [False, False, False, True, True]
     # Ended secrets keep their row (history); they are just expired.
     assert len(db.session.scalars(select(CredentialSecret)).all()) == 5
 
@@ -105,18 +128,16 @@ def test_at_most_two_secrets_live_after_many_rotations(pair):
 def test_zero_overlap_leaves_one_secret(pair):
     oauth_client, old = pair
     with freeze_time(FROZEN):
-        issued = client_service.rotate_secret(oauth_client, overlap=timedelta(0),
-                                              owner_id="ifttt")
+        issued = client_service.rotate_secret(oauth_client, overlap=timedelta(0), owner_id="ifttt")
         assert issued.old_secret_expires_at.isoformat() == "2030-01-01T00:00:00+00:00"
         assert not oauth_client.check_client_secret(old)
         assert [s.expires_at for s in oauth_client.live_secrets()] == [None]
 
 
 def test_negative_overlap_is_refused(pair):
-    oauth_client, old = pair
+    oauth_client, _old = pair
     with pytest.raises(ValidationError, match="must not be negative"):
-        client_service.rotate_secret(oauth_client, overlap=timedelta(seconds=-1),
-                                     owner_id="ifttt")
+        client_service.rotate_secret(oauth_client, overlap=timedelta(seconds=-1), owner_id="ifttt")
     assert len(oauth_client.live_secrets()) == 1
 
 
@@ -139,8 +160,9 @@ def test_disabled_owner_rejects_even_the_right_secret(pair):
 def test_resource_server_rotation_follows_the_same_rules(app):
     with freeze_time(FROZEN) as frozen:
         server, old = client_service.register_resource_server("Shim")
-        issued = client_service.rotate_secret(server, overlap=timedelta(seconds=90),
-                                              owner_id=server.server_id)
+        issued = client_service.rotate_secret(
+            server, overlap=timedelta(seconds=90), owner_id=server.server_id
+        )
         assert server.check_client_secret(old)
         frozen.tick(89)
         assert server.check_client_secret(old)
@@ -158,17 +180,20 @@ def test_last_used_is_written_at_most_once_a_minute(pair):
         assert check(oauth_client, secret)
         db.session.expire_all()
         assert oauth_client.live_secrets()[0].last_used_at.isoformat() == (
-            "2030-01-01T00:00:00+00:00")
+            "2030-01-01T00:00:00+00:00"
+        )
         frozen.tick(59)
         assert check(oauth_client, secret)
         db.session.expire_all()
         assert oauth_client.live_secrets()[0].last_used_at.isoformat() == (
-            "2030-01-01T00:00:00+00:00")
+            "2030-01-01T00:00:00+00:00"
+        )
         frozen.tick(1)
         assert check(oauth_client, secret)
         db.session.expire_all()
         assert oauth_client.live_secrets()[0].last_used_at.isoformat() == (
-            "2030-01-01T00:01:00+00:00")
+            "2030-01-01T00:01:00+00:00"
+        )
     assert used_old_count() == 0
 
 
@@ -209,9 +234,10 @@ def test_rotation_audit_names_owner_and_expiry_only(app):
     with freeze_time(FROZEN):
         server, old = client_service.register_resource_server("Shim")
         issued = client_service.rotate_secret(server, overlap=HOUR, owner_id=server.server_id)
-    row = db.session.scalar(
-        select(AuditEvent).where(AuditEvent.event_type == "secret.rotated"))
-    assert row.details == {"resource_server": server.server_id,
-                           "old_secret_expires_at": "2030-01-01T01:00:00+00:00"}
+    row = db.session.scalar(select(AuditEvent).where(AuditEvent.event_type == "secret.rotated"))
+    assert row.details == {
+        "resource_server": server.server_id,
+        "old_secret_expires_at": "2030-01-01T01:00:00+00:00",
+    }
     assert old not in str(row.details)
     assert issued.secret not in str(row.details)

@@ -112,10 +112,13 @@ def test_importing_security_computes_no_argon2_hash(tmp_path):
         "import argon2\n"
         "calls = []\n"
         "original = argon2.PasswordHasher.hash\n"
-        "argon2.PasswordHasher.hash = lambda self, *a, **k: calls.append(1) or original(self, *a, **k)\n"
+        "argon2.PasswordHasher.hash = (\n"
+        "    lambda self, *a, **k: calls.append(1) or original(self, *a, **k)\n"
+        ")\n"
         "import authserver.security\n"
         "print(len(calls))\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
     assert result.stdout.strip() == "0"

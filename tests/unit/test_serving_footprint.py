@@ -24,8 +24,14 @@ def test_wsgi_app_loads_no_cli_or_migration_libraries(tmp_path):
         "AUTHSERVER_INSTANCE_PATH": str(tmp_path),
         "PATH": "/usr/bin:/bin",
     }
-    result = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     probe = json.loads(result.stdout)
     assert probe["modules"] == []
