@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import secrets as std_secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -11,6 +13,7 @@ from typing import Any
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from flask import current_app
 from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import select
@@ -465,8 +468,12 @@ def match_secret(owner_id: str, secret: str) -> SecretMatch | None:
 def _match(owner_id: str, secret: str) -> tuple[SecretMatch, Any] | None:
     if not owner_id or not secret or len(owner_id) > 64 or len(secret) > 512:
         return None
-    row = db.session.connection().execute(_MATCH_SECRET, {"digest": hash_token(secret)}).first()
-    if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
+    digest = hash_token(secret)
+    row = _credential_cache().lookup(digest)
+    if row is None:
+        return None
+    # Expiry and the owner's state are checked on every call, cached row or not.
+    if row.expires_at is not None and row.expires_at <= utcnow():
         return None
     if row.rs_pk is not None:
         if row.rs_disabled or row.server_id != owner_id:
@@ -479,6 +486,66 @@ def _match(owner_id: str, secret: str) -> tuple[SecretMatch, Any] | None:
     return SecretMatch(
         "client", row.client_pk, row.client_id, row.id, row.expires_at, row.last_used_at
     ), row
+
+
+_CACHE_KEY = "authserver.credential_cache"
+_GENERATION = "SELECT generation FROM credential_changes WHERE id = 1"
+
+
+class CredentialCache:
+    """The rows of recently matched secrets, by digest, valid for one generation.
+
+    Introspection and the token endpoint authenticate their caller on every call,
+    with one query joining the secret to its owner. This keeps the row instead, and
+    uses it only while ``credential_changes.generation`` still holds the value read
+    just before the row was: database triggers bump it in the very transaction that
+    changes a secret, client or resource server (migration 0007), so a rotation, an
+    ended overlap, a disable or a delete is seen by every worker on its next call.
+    Reading the generation is one indexed single-row read on the raw connection,
+    a fraction of the lookup it replaces. Only found rows are kept (a wrong secret
+    matches none), at most MAX_ENTRIES of them, each for ``ttl`` seconds at most.
+    """
+
+    MAX_ENTRIES = 1024
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._rows: dict[str, tuple[int, float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, digest: str) -> Any:
+        """Return the secret's row joined to its owner (cached or read), or None."""
+        connection = db.session.connection()
+        if self.ttl <= 0:
+            return connection.execute(_MATCH_SECRET, {"digest": digest}).first()
+        # The generation first: a change committed after this read bumps it again,
+        # so a row read below is never kept under a generation newer than itself.
+        found = connection.connection.driver_connection.execute(_GENERATION).fetchone()
+        generation = found[0] if found is not None else None
+        now = time.monotonic()
+        cached = self._rows.get(digest)
+        if (
+            cached is not None
+            and generation is not None
+            and cached[0] == generation
+            and now < cached[1]
+        ):
+            return cached[2]
+        row = connection.execute(_MATCH_SECRET, {"digest": digest}).first()
+        if row is not None and generation is not None:
+            with self._lock:
+                if len(self._rows) >= self.MAX_ENTRIES:
+                    self._rows.clear()
+                self._rows[digest] = (generation, now + self.ttl, row)
+        return row
+
+
+def _credential_cache() -> CredentialCache:
+    cache: CredentialCache | None = current_app.extensions.get(_CACHE_KEY)
+    if cache is None:
+        cache = CredentialCache(float(current_app.config["CREDENTIAL_CACHE_SECONDS"]))
+        current_app.extensions[_CACHE_KEY] = cache
+    return cache
 
 
 def record_secret_use(owner: OAuth2Client | ResourceServer, *, owner_id: str) -> None:
