@@ -520,7 +520,10 @@ class CredentialCache:
             return connection.execute(_MATCH_SECRET, {"digest": digest}).first()
         # The generation first: a change committed after this read bumps it again,
         # so a row read below is never kept under a generation newer than itself.
-        found = connection.connection.driver_connection.execute(_GENERATION).fetchone()
+        # The DBAPI connection itself (sqlite3 or psycopg): no statement compilation,
+        # no result machinery, for a read that runs on every authenticated call.
+        raw: Any = connection.connection.driver_connection
+        found = raw.execute(_GENERATION).fetchone()
         generation = found[0] if found is not None else None
         now = time.monotonic()
         cached = self._rows.get(digest)
