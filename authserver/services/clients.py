@@ -468,23 +468,24 @@ def match_secret(owner_id: str, secret: str) -> SecretMatch | None:
 def _match(owner_id: str, secret: str) -> tuple[SecretMatch, Any] | None:
     if not owner_id or not secret or len(owner_id) > 64 or len(secret) > 512:
         return None
-    digest = hash_token(secret)
-    row = _credential_cache().lookup(digest)
+    cache = _credential_cache()
+    row = cache.lookup(hash_token(secret))
     if row is None:
         return None
     # Expiry and the owner's state are checked on every call, cached row or not.
     if row.expires_at is not None and row.expires_at <= utcnow():
         return None
+    last_used = cache.last_used_at(row.id, row.last_used_at)
     if row.rs_pk is not None:
         if row.rs_disabled or row.server_id != owner_id:
             return None
         return SecretMatch(
-            "resource_server", row.rs_pk, row.server_id, row.id, row.expires_at, row.last_used_at
+            "resource_server", row.rs_pk, row.server_id, row.id, row.expires_at, last_used
         ), row
     if row.client_disabled or not row.is_confidential or row.client_id != owner_id:
         return None
     return SecretMatch(
-        "client", row.client_pk, row.client_id, row.id, row.expires_at, row.last_used_at
+        "client", row.client_pk, row.client_id, row.id, row.expires_at, last_used
     ), row
 
 
@@ -511,7 +512,24 @@ class CredentialCache:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._rows: dict[str, tuple[int, float, Any]] = {}
+        # last_used_at written by this worker since the rows were read (the triggers
+        # ignore that column, so a cached row keeps the value it was read with).
+        self._used: dict[int, datetime] = {}
         self._lock = threading.Lock()
+
+    def last_used_at(self, secret_id: int, read: datetime | None) -> datetime | None:
+        """Return the later of a row's last_used_at and the last use noted here."""
+        noted = self._used.get(secret_id)
+        if noted is None or (read is not None and read >= noted):
+            return read
+        return noted
+
+    def note_use(self, secret_id: int, when: datetime) -> None:
+        """Remember that this worker wrote the secret's last_used_at."""
+        with self._lock:
+            if len(self._used) >= self.MAX_ENTRIES:
+                self._used.clear()
+            self._used[secret_id] = when
 
     def lookup(self, digest: str) -> Any:
         """Return the secret's row joined to its owner (cached or read), or None."""
@@ -606,6 +624,7 @@ def note_secret_use(match: SecretMatch) -> None:
             .values(last_used_at=now)
         )
         db.session.commit()
+        _credential_cache().note_use(match.secret_id, now)
 
 
 def revoke_client_families(oauth_client: OAuth2Client, *, reason: str) -> int:

@@ -194,3 +194,24 @@ def test_every_credential_table_has_its_change_trigger(app):
         )
     assert {row[0] for row in rows} == set(CACHED_TABLES)
     assert "credential_changes" in inspect(connection).get_table_names()
+
+
+def test_last_use_written_once_a_minute_with_the_row_cached(http, user, oauth_client, statements):
+    with freeze_time(FROZEN) as clock:
+        token = make_tokens(user, oauth_client)["access_token"]
+        server, secret = client_service.register_resource_server("Shim")
+
+        def writes():
+            return len([s for s in statements if s.startswith("UPDATE credential_secrets")])
+
+        assert introspect(http, server.server_id, secret, token).status_code == 200
+        assert writes() == 1
+        clock.tick(timedelta(seconds=30))
+        assert introspect(http, server.server_id, secret, token).status_code == 200
+        assert writes() == 1
+        clock.tick(timedelta(seconds=31))
+        assert introspect(http, server.server_id, secret, token).status_code == 200
+        assert writes() == 2
+        for _ in range(3):
+            assert introspect(http, server.server_id, secret, token).status_code == 200
+        assert writes() == 2
