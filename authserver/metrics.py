@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import time
+from typing import Any
 
 from flask import Flask
 from flask import Response
@@ -44,6 +45,22 @@ EVENTS = {
 }
 
 
+# The labelled children, by (endpoint, method, status): prometheus-client's labels()
+# checks, locks and builds its key on every call; this is one dict lookup.
+_Children = tuple[Any, Any]
+_children: dict[tuple[str, str, int], _Children] = {}
+
+
+def _children_of(endpoint: str, method: str, status: int) -> _Children:
+    key = (endpoint, method, status)
+    found = _children.get(key)
+    if found is None:
+        code = str(status)
+        found = (REQUESTS.labels(endpoint, method, code), LATENCY.labels(endpoint, code))
+        _children[key] = found
+    return found
+
+
 def count(name: str) -> None:
     """Increment one of the named event counters."""
     EVENTS[name].inc()
@@ -55,14 +72,14 @@ def init_metrics(app: Flask) -> None:
 
     @app.after_request
     def _observe(response: Response) -> Response:
-        endpoint = request.endpoint or "unmatched"
+        requests, latency = _children_of(
+            request.endpoint or "unmatched", request.method, response.status_code
+        )
         # Set by the request log's before_request hook (authserver.logs).
         started = g.get("started")
         if started is not None:
-            LATENCY.labels(endpoint, str(response.status_code)).observe(
-                time.perf_counter() - started
-            )
-        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+            latency.observe(time.perf_counter() - started)
+        requests.inc()
         return response
 
     @app.get("/metrics")
