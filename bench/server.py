@@ -81,7 +81,41 @@ def gunicorn_mode(*, port: int, workers: int, env: dict[str, str]) -> ServerSpec
     return ServerSpec(argv, env, f"authserver serve (gunicorn), {workers} workers")
 
 
-SERVER_MODES: dict[str, Callable[..., ServerSpec]] = {"gunicorn": gunicorn_mode}
+def granian_mode(*, port: int, workers: int, env: dict[str, str]) -> ServerSpec:
+    """Granian's WSGI interface, one blocking thread per worker (as sync workers).
+
+    Measured as a candidate replacement for gunicorn (docs/performance.md); needs
+    ``pip install granian``. Metrics are counted across workers as under serve.
+    """
+    import tempfile
+
+    granian = Path(sys.executable).with_name("granian")
+    if not granian.exists():
+        raise SystemExit("bench: --server granian needs granian: .venv/bin/pip install granian")
+    metrics = tempfile.mkdtemp(prefix="authserver-metrics-")
+    argv = [
+        str(granian),
+        "--interface",
+        "wsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        "1",
+        "--no-ws",
+        "authserver.wsgi:app",
+    ]
+    env = {**env, "PROMETHEUS_MULTIPROC_DIR": metrics}
+    return ServerSpec(argv, env, f"granian (WSGI, 1 blocking thread), {workers} workers")
+
+
+SERVER_MODES: dict[str, Callable[..., ServerSpec]] = {
+    "gunicorn": gunicorn_mode,
+    "granian": granian_mode,
+}
 
 ROOT = Path(__file__).resolve().parent.parent
 
