@@ -101,6 +101,17 @@ class DatabaseRun:
     reference: list[WorkloadResult] = field(default_factory=list)
     reference_memory: list[tuple[str, int, float, float]] = field(default_factory=list)
     reference_log: LogSummary | None = None
+    #: authserver under a second server mode (--also-server): its name and results.
+    also: tuple[str, list[WorkloadResult]] | None = None
+    also_memory: list[tuple[str, int, float, float]] = field(default_factory=list)
+
+    def servers(self) -> list[tuple[str, list[WorkloadResult]]]:
+        """Return (server label, results) for authserver, any second mode, the reference."""
+        found = [("authserver", self.results)]
+        if self.also is not None:
+            found.append((f"authserver ({self.also[0]})", self.also[1]))
+        return [*found, ("reference", self.reference)]
+
     scaling: list[ScaleRow] = field(default_factory=list)
     purge: str = ""
     server_version: str | None = None
@@ -128,7 +139,7 @@ def result_rows(runs: list[DatabaseRun]) -> list[list[str]]:
             r.notes(),
         ]
         for run in runs
-        for server, results in (("authserver", run.results), ("reference", run.reference))
+        for server, results in run.servers()
         for r in results
     ]
 
@@ -185,7 +196,8 @@ def ratio_rows(runs: list[DatabaseRun]) -> list[list[str]]:
     rows = []
     for run in runs:
         reference = {r.workload.name: r for r in run.reference}
-        for mine in run.results:
+        mine_all = [(server, r) for server, results in run.servers()[:-1] for r in results]
+        for server, mine in mine_all:
             ref = reference.get(mine.workload.name)
             if ref is None:
                 continue
@@ -199,7 +211,7 @@ def ratio_rows(runs: list[DatabaseRun]) -> list[list[str]]:
             )
             rows.append(
                 [
-                    run.label,
+                    run.label if server == "authserver" else f"{run.label}, {server}",
                     f"{mine.workload.name} {mine.workload.title}",
                     fmt_rate(mine.rate),
                     fmt_rate(ref.rate),
@@ -218,7 +230,11 @@ def memory_rows(runs: list[DatabaseRun]) -> list[list[str]]:
     return [
         [run.label, server, role, str(pid), f"{peak:.1f}", f"{now:.1f}"]
         for run in runs
-        for server, memory in (("authserver", run.memory), ("reference", run.reference_memory))
+        for server, memory in (
+            ("authserver", run.memory),
+            (f"authserver ({run.also[0]})" if run.also else "", run.also_memory),
+            ("reference", run.reference_memory),
+        )
         for role, pid, peak, now in memory
     ]
 

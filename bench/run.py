@@ -103,6 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument(
+        "--also-server",
+        choices=sorted(servers.SERVER_MODES),
+        help="also run authserver under this server mode, side by side on the same "
+        "database with its own single-use material (e.g. granian against gunicorn)",
+    )
+    parser.add_argument(
         "--reference",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -321,6 +327,26 @@ def run_database(
         seeding.REDIRECT_URI,
     )
     targets = [Target(f"{label} authserver", base_url, list(args.workloads), access_file, files)]
+    specs = [servers.SERVER_MODES[args.server](port=port, workers=args.workers, env=env)]
+    logs = [folder / "server.log"]
+    if args.also_server:
+        also_port = servers.free_port()
+        with seeding.app_context(env):
+            also_files = material_files(accounts, args, folder, args.workloads, "also-")
+        seeding.settle(url)
+        targets.append(
+            Target(
+                f"{label} authserver ({args.also_server})",
+                f"http://127.0.0.1:{also_port}",
+                list(args.workloads),
+                access_file,
+                also_files,
+            )
+        )
+        specs.append(
+            servers.SERVER_MODES[args.also_server](port=also_port, workers=args.workers, env=env)
+        )
+        logs.append(folder / "also-server.log")
     reference = None
     if args.reference and any(n in REFERENCE_WORKLOADS for n in args.workloads):
         ref_port = servers.free_port()
@@ -330,13 +356,17 @@ def run_database(
         ref_target.label = f"{label} reference"
         targets.append(ref_target)
         reference = servers.reference_spec(port=ref_port, workers=args.workers, env=ref_env)
+        specs.append(reference)
+        logs.append(folder / "reference.log")
 
-    spec = servers.SERVER_MODES[args.server](port=port, workers=args.workers, env=env)
-    log_step(f"{label}: seeded in {run.seed_seconds:.1f} s; starting {spec.description}")
-    running = [servers.start(spec, base_url, folder / "server.log")]
+    log_step(
+        f"{label}: seeded in {run.seed_seconds:.1f} s; starting "
+        + ", ".join(spec.description for spec in specs)
+    )
+    running: list[servers.RunningServer] = []
     try:
-        if reference is not None:
-            running.append(servers.start(reference, targets[1].base_url, folder / "reference.log"))
+        for spec, target, log_path in zip(specs, targets, logs, strict=True):
+            running.append(servers.start(spec, target.base_url, log_path))
         if args.warmup:
             # First requests pay for imports, connection pools and query compilation
             # in each worker; W2 warms the database path without using up anything.
@@ -353,7 +383,9 @@ def run_database(
         run_rounds(targets, args, load, credentials)
         run.results = list(targets[0].results.values())
         if reference is not None:
-            run.reference = list(targets[1].results.values())
+            run.reference = list(targets[-1].results.values())
+        if args.also_server:
+            run.also = (args.also_server, list(targets[1].results.values()))
         if args.scale and any(name in args.workloads for name in SCALED):
             run_scale(
                 run,
@@ -372,7 +404,9 @@ def run_database(
                 raise SystemExit(f"{label}: a server died during the run; see {server.log_path}")
         run.memory = running[0].memory()
         if reference is not None:
-            run.reference_memory = running[1].memory()
+            run.reference_memory = running[-1].memory()
+        if args.also_server:
+            run.also_memory = running[1].memory()
     finally:
         for server in running:
             server.stop()
@@ -555,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = True
     finally:
         findings = any(
-            r.non2xx or r.exhausted for run in runs for r in [*run.results, *run.reference]
+            r.non2xx or r.exhausted for run in runs for _, results in run.servers() for r in results
         ) or any(run.log and run.log.levels for run in runs)
         if temporary and not args.keep_workdir:
             if ok and not findings:
