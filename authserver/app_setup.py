@@ -106,7 +106,7 @@ def init_database(app: Flask) -> None:
 
 def init_login(app: Flask) -> None:
     """Set up Flask-Login and CSRF protection."""
-    from .services.users import get_user_by_session_id
+    from .blueprints.auth import load_user
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -114,7 +114,7 @@ def init_login(app: Flask) -> None:
     # "basic", not "strong": phones switch networks mid-flow (IFTTT's app), and strong
     # mode would drop the session whenever the address changes.
     login_manager.session_protection = "basic"
-    login_manager.user_loader(get_user_by_session_id)
+    login_manager.user_loader(load_user)
     csrf.init_app(app)
     app.session_interface = MachineAwareSessionInterface()
 
