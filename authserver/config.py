@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .files import make_private_folder
 
 ENV_PREFIX = "AUTHSERVER_"
 
@@ -127,7 +128,7 @@ def _instance_secret_key(instance: Path) -> str:
             return _read_key(path)
         except FileNotFoundError:
             pass
-        instance.mkdir(parents=True, exist_ok=True)
+        make_private_folder(instance)
         # Write a complete private temp file, then link it into place: link fails if
         # another process won the race, and no reader ever sees a half-written key.
         key = secrets.token_hex(32)
