@@ -28,6 +28,7 @@ from . import resource_dir
 from .config import load_config
 from .config import validate_config
 from .database import AUTOCOMMIT_READS_KEY
+from .database import configure_sqlite
 from .database import db
 from .database import ping_after_idle
 from .extensions import csrf
@@ -108,12 +109,18 @@ def init_database(app: Flask) -> None:
     app.extensions[AUTOCOMMIT_READS_KEY] = url.startswith("postgresql")
     db.init_app(app)
     idle = int(app.config["DB_PING_AFTER_IDLE_SECONDS"])
-    if url.startswith("postgresql") and idle:
+    if url.startswith("postgresql"):
+        from .postgres import use_answer_deadlines
+
         with app.app_context():
-            ping_after_idle(db.engine, idle)
-    if sqlite_file is not None:
+            use_answer_deadlines(db.engine, timeout)
+            if idle:
+                ping_after_idle(db.engine, idle)
+    if url.startswith("sqlite"):
         with app.app_context():
-            private_sqlite_file(db.engine, sqlite_file)
+            configure_sqlite(db.engine, busy_timeout_seconds=timeout)
+            if sqlite_file is not None:
+                private_sqlite_file(db.engine, sqlite_file)
     import authserver.models  # noqa: F401 - registers every table
 
 
