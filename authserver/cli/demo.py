@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from flask import current_app
 
+from ..files import make_private_folder
 from ..services import clients as client_service
 from ..services import users as user_service
 
@@ -37,7 +38,7 @@ def demo_command() -> None:
         )
         saved.update(client_id=oauth_client.client_id, client_secret=secret or "")
     if saved:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folder(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(saved, handle)

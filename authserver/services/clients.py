@@ -541,7 +541,12 @@ class CredentialCache:
         # The DBAPI connection itself (sqlite3 or psycopg): no statement compilation,
         # no result machinery, for a read that runs on every authenticated call.
         raw: Any = connection.connection.driver_connection
-        found = raw.execute(_GENERATION).fetchone()
+        try:
+            found = raw.execute(_GENERATION).fetchone()
+        except connection.dialect.loaded_dbapi.Error:
+            # Through SQLAlchemy again, so that the failure is what every other query
+            # raises (DBAPIError: a 503 for an outage) and a dead connection is dropped.
+            found = connection.exec_driver_sql(_GENERATION).first()
         generation = found[0] if found is not None else None
         now = time.monotonic()
         cached = self._rows.get(digest)

@@ -1,7 +1,7 @@
 """credential_changes: a generation counter bumped by triggers on credential changes
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-30 09:40:00
 
 The credential cache (services/clients.py) keeps authenticated callers in memory
@@ -21,7 +21,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0007"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

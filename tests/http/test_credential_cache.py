@@ -13,6 +13,7 @@ from sqlalchemy import event
 from sqlalchemy import inspect
 from sqlalchemy import text
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
 
 from authserver.database import db
 from authserver.models import OAuth2Client
@@ -215,3 +216,10 @@ def test_last_use_written_once_a_minute_with_the_row_cached(http, user, oauth_cl
         for _ in range(3):
             assert introspect(http, server.server_id, secret, token).status_code == 200
         assert writes() == 2
+
+
+def test_failed_generation_read_raises_like_any_query(app, shim, monkeypatch):
+    """The raw read's failure reaches the app as SQLAlchemy's DBAPIError (503 on outage)."""
+    monkeypatch.setattr(client_service, "_GENERATION", "SELECT generation FROM no_such_table")
+    with pytest.raises(DBAPIError):
+        client_service.CredentialCache(60).lookup("0" * 64)
