@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hmac
 import os
 import time
@@ -61,6 +62,32 @@ def _children_of(endpoint: str, method: str, status: int) -> _Children:
     return found
 
 
+class _ReadyFilesCollector(multiprocess.MultiProcessCollector):
+    """prometheus-client's multiprocess collector, minus files still being created.
+
+    A worker that is starting opens its metric file and only then sizes it: read in
+    between, the empty file fails the whole scrape (a 500, seen while gunicorn starts
+    or replaces a worker). An empty file holds no values, so it is skipped.
+    """
+
+    def __init__(self, path: str, registry: CollectorRegistry) -> None:
+        super().__init__(registry, path)  # type: ignore[no-untyped-call]
+        self.folder = path
+
+    def collect(self) -> Any:
+        """Merge every metric file that has been sized."""
+        files = [path for path in glob.glob(os.path.join(self.folder, "*.db")) if _sized(path)]
+        return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+
+
+def _sized(path: str) -> bool:
+    # A dead worker's file may also vanish between listing and reading.
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
+
+
 def count(name: str) -> None:
     """Increment one of the named event counters."""
     EVENTS[name].inc()
@@ -89,9 +116,10 @@ def init_metrics(app: Flask) -> None:
         # Hidden (404) rather than 401, so scanners learn nothing.
         if not token or not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
             abort(404)
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            _ReadyFilesCollector(folder, registry)
             payload = generate_latest(registry)
         else:
             payload = generate_latest()
