@@ -30,10 +30,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The issuer follows HOST and PORT (an IPv6 host gets brackets; a wildcard address
+# is reached on 127.0.0.1), unless AUTHSERVER_ISSUER is set in the environment.
+ISSUER_HOST = $(if $(filter 0.0.0.0 :: [::],$(HOST)),127.0.0.1,$(if $(findstring :,$(HOST)),[$(HOST)],$(HOST)))
+run: export AUTHSERVER_ISSUER ?= http://$(ISSUER_HOST):$(PORT)
+
 run: $(VENV)/.installed
 	$(BIN)/authserver db upgrade
 	$(BIN)/authserver demo
-	@echo "Serving on http://$(HOST):$(PORT)/login  (Ctrl-C to stop)"
 	$(BIN)/authserver serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 test: $(VENV)/.installed-test

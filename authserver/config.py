@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from .errors import ConfigError
 
 ENV_PREFIX = "AUTHSERVER_"
@@ -189,6 +192,13 @@ def validate_config(settings: Mapping[str, Any]) -> None:
             "AUTHSERVER_DATABASE_URL must start with sqlite://, postgresql:// or "
             f"postgresql+psycopg:// (got scheme {scheme or url!r})"
         )
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        # Not the URL itself in the message: it may hold a password.
+        raise ConfigError(
+            "AUTHSERVER_DATABASE_URL is not a valid URL (is the port a number?)"
+        ) from None
 
     for key in (
         "AUTH_CODE_TTL",

@@ -13,7 +13,11 @@ from typing import Any
 from typing import TypeVar
 
 import click
+from flask import current_app
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import AuthServerError
 
@@ -97,8 +101,68 @@ def emit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         click.echo("(none)")
 
 
+def database_label(url: str | None) -> str:
+    """Render a database URL for messages, with any password masked."""
+    if not url:
+        return "the database"
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "the database"
+
+
+# What drivers say when the schema is missing: SQLite, then PostgreSQL.
+_NOT_MIGRATED = ("no such table", "does not exist")
+
+
+def describe_database_error(error: SQLAlchemyError, url: str | None = None) -> str:
+    """Say in one line what went wrong with the database and what to do.
+
+    Never the SQL or its parameters (they may hold hashes or names), only the
+    driver's first line.
+    """
+    where = database_label(url)
+    if isinstance(error, DBAPIError):
+        lines = str(error.orig).strip().splitlines()
+        detail = lines[0] if lines else type(error.orig).__name__
+        # psycopg prefixes connection failures; the server's reason is what helps.
+        detail = re.sub(r"^connection failed: ", "", detail)
+        detail = re.sub(r"^.*?FATAL:\s+", "", detail)
+        if error.statement is None or _is_connection_error(error):
+            hint = (
+                "its folder must exist and be writable"
+                if where.startswith("sqlite")
+                else "is the server running, and does the database exist?"
+            )
+            return f"cannot connect to {where}: {detail} (check AUTHSERVER_DATABASE_URL: {hint})"
+        if any(marker in detail for marker in _NOT_MIGRATED):
+            return (
+                f"database error: {detail}; {where} is not migrated (run `authserver db upgrade`)"
+            )
+        return (
+            f"database error: {detail} ({where}; check AUTHSERVER_DATABASE_URL and run "
+            "`authserver db upgrade`)"
+        )
+    return f"database error: {error} ({where}; check AUTHSERVER_DATABASE_URL)"
+
+
+def _is_connection_error(error: DBAPIError) -> bool:
+    text = str(error.orig)
+    return error.connection_invalidated or any(
+        marker in text
+        for marker in (
+            "connection failed",
+            "failed to resolve host",
+            "unable to open database file",
+            "Connection refused",
+            "could not connect",
+            "timeout expired",
+        )
+    )
+
+
 def domain_errors(func: F) -> F:
-    """Turn domain errors into one clear line on stderr and exit status 1."""
+    """Turn domain and database errors into one clear line on stderr and exit status 1."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -106,15 +170,11 @@ def domain_errors(func: F) -> F:
             return func(*args, **kwargs)
         except AuthServerError as error:
             raise click.ClickException(error.message) from None
-        except DBAPIError as error:
+        except SQLAlchemyError as error:
             # The usual first-run mistakes (database down, `db upgrade` not yet run)
-            # deserve one line, not a driver traceback; never the SQL or parameters.
-            lines = str(error.orig).strip().splitlines()
-            detail = lines[0] if lines else type(error.orig).__name__
-            raise click.ClickException(
-                f"database error: {detail} (check AUTHSERVER_DATABASE_URL and run "
-                "`authserver db upgrade`)"
-            ) from None
+            # deserve one line, not a driver traceback.
+            url = current_app.config.get("DATABASE_URL") if current_app else None
+            raise click.ClickException(describe_database_error(error, url)) from None
 
     return wrapper  # type: ignore[return-value]
 
