@@ -67,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
     "DB_PING_AFTER_IDLE_SECONDS": 1,
     # Number of reverse proxies in front of the app whose X-Forwarded-* to trust.
     "PROXY_HOPS": 0,
+    # Shortest password `users create` and `users set-password` accept.
+    "MIN_PASSWORD_LENGTH": 12,
     # Largest request body accepted, in bytes.
     "MAX_CONTENT_LENGTH": 65536,
 }
@@ -209,6 +211,7 @@ def validate_config(settings: Mapping[str, Any]) -> None:
         "DB_PING_AFTER_IDLE_SECONDS",
         "PROXY_HOPS",
         "MAX_CONTENT_LENGTH",
+        "MIN_PASSWORD_LENGTH",
     ):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int):
@@ -229,6 +232,8 @@ def validate_config(settings: Mapping[str, Any]) -> None:
             f"{ENV_PREFIX}SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} "
             "characters (leave it unset to generate one)"
         )
+    if not 1 <= settings["MIN_PASSWORD_LENGTH"] <= 1024:
+        raise ConfigError(f"{ENV_PREFIX}MIN_PASSWORD_LENGTH must be between 1 and 1024")
     if settings["AUTH_CODE_TTL"] == 0:
         raise ConfigError(f"{ENV_PREFIX}AUTH_CODE_TTL must be at least 1 second")
     if settings["DB_TIMEOUT_SECONDS"] == 0:
