@@ -8,7 +8,6 @@ from functools import cache
 from importlib.resources import files
 
 from flask import current_app
-
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
