@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..clock import format_utc
 from ..errors import AuthServerError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,7 +80,42 @@ def iso(moment: datetime | None) -> str | None:
     """Format an aware datetime as ISO 8601 UTC with a Z."""
     if moment is None:
         return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_utc(moment)
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)")
+
+
+def iso_text(value: Any) -> Any:
+    """Rewrite a stored ISO 8601 timestamp string in our one format (Z); else as is."""
+    if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
+        return format_utc(datetime.fromisoformat(value))
+    return value
+
+
+def human(value: Any) -> str:
+    """Render a value for a table or key/value line: no None, True or Python lists."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(human(item) for item in value) if value else "-"
+    if isinstance(value, datetime):
+        return format_utc(value)
+    return str(iso_text(value))
+
+
+def seconds_text(seconds: int | None, *, default: int | None = None) -> str:
+    """Render a lifetime in whole seconds for people ("1h", "90s", "never expires")."""
+    if seconds is None:
+        return f"{seconds_text(default)} (server default)" if default is not None else "-"
+    if seconds == 0:
+        return "0 (never expires)"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def emit_json(document: Any) -> None:
@@ -89,7 +125,7 @@ def emit_json(document: Any) -> None:
 
 def emit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a plain aligned table for humans."""
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    cells = [[("" if v is None else human(v)) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, value in enumerate(row):
