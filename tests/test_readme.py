@@ -25,7 +25,9 @@ def table_rows(heading: str) -> list[str]:
     assert match, f"README has no '## {heading}' section"
     cells = []
     for line in match.group(1).splitlines():
-        if line.startswith("|") and not line.startswith(("|---", "| command", "| endpoint")):
+        if line.startswith("|") and not line.startswith(
+            ("|---", "| command", "| endpoint", "| variable")
+        ):
             # Split on unescaped pipes: "\|" inside a cell is text.
             cells.append(re.split(r"(?<!\\)\|", line)[1].strip())
     return cells
@@ -155,3 +157,15 @@ def test_the_parser_reads_sibling_commands_in_one_row(monkeypatch, row, expected
         "tests.test_readme.table_rows", lambda heading: [row] if heading == "CLI reference" else []
     )
     assert set(documented_commands()) == expected
+
+
+def test_configuration_table_lists_every_setting():
+    from authserver.config import DEFAULTS
+
+    rows = set()
+    for cell in table_rows("Configuration"):
+        rows.update(re.findall(r"`AUTHSERVER_([A-Z0-9_]+)`", cell))
+    missing = sorted(set(DEFAULTS) - rows)
+    stale = sorted(rows - set(DEFAULTS) - {"INSTANCE_PATH"})
+    assert missing == [], f"README 'Configuration' lacks AUTHSERVER_{missing}"
+    assert stale == [], f"README 'Configuration' lists unknown settings AUTHSERVER_{stale}"
