@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -14,6 +15,9 @@ from flask import render_template
 from flask import request
 from flask.sessions import SecureCookieSession
 from flask.sessions import SecureCookieSessionInterface
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import InterfaceError
 from sqlalchemy.exc import OperationalError
@@ -24,10 +28,13 @@ from . import resource_dir
 from .config import load_config
 from .config import validate_config
 from .database import AUTOCOMMIT_READS_KEY
+from .database import configure_sqlite
 from .database import db
 from .database import ping_after_idle
 from .extensions import csrf
 from .extensions import login_manager
+from .files import create_private_file
+from .files import make_private_folder
 from .logs import configure_logging
 
 log = logging.getLogger("authserver")
@@ -90,6 +97,10 @@ def init_database(app: Flask) -> None:
     timeout = int(app.config["DB_TIMEOUT_SECONDS"])
     url = str(app.config["SQLALCHEMY_DATABASE_URI"])
     options: dict[str, Any] = {}
+    sqlite_file = _sqlite_file(app, url)
+    if sqlite_file is not None:
+        # Before Flask-SQLAlchemy, which would create a missing instance folder 0755.
+        make_private_folder(sqlite_file.parent)
     if url.startswith("postgresql"):
         if not app.config["DB_PING_AFTER_IDLE_SECONDS"]:
             options["pool_pre_ping"] = True
@@ -105,15 +116,50 @@ def init_database(app: Flask) -> None:
     app.extensions[AUTOCOMMIT_READS_KEY] = url.startswith("postgresql")
     db.init_app(app)
     idle = int(app.config["DB_PING_AFTER_IDLE_SECONDS"])
-    if url.startswith("postgresql") and idle:
+    if url.startswith("postgresql"):
+        from .postgres import use_answer_deadlines
+
         with app.app_context():
-            ping_after_idle(db.engine, idle)
+            use_answer_deadlines(db.engine, timeout)
+            if idle:
+                ping_after_idle(db.engine, idle)
+    if url.startswith("sqlite"):
+        with app.app_context():
+            configure_sqlite(db.engine, busy_timeout_seconds=timeout)
+            if sqlite_file is not None:
+                private_sqlite_file(db.engine, sqlite_file)
     import authserver.models  # noqa: F401 - registers every table
+
+
+def _sqlite_file(app: Flask, url: str) -> Path | None:
+    """Return the SQLite database file a URL names (None: not SQLite, or in memory)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if parsed.query.get("uri") or database.startswith("file:"):
+        return None  # a SQLite URI names its file its own way; left to the admin
+    # Flask-SQLAlchemy reads a relative path from the instance folder.
+    return Path(app.instance_path, database)
+
+
+def private_sqlite_file(engine: Engine, path: Path) -> None:
+    """Have the SQLite file created 0600, so its WAL and SHM files are 0600 too.
+
+    SQLite creates the database file with 0644 less the umask, and later gives the
+    -wal and -shm files (deleted and created again as connections come and go) the
+    database file's own mode. Creating the file first, private, covers all three,
+    whatever the umask of the process that happens to create them.
+    """
+
+    @event.listens_for(engine, "do_connect")
+    def _create_private(dialect: Any, record: Any, cargs: Any, cparams: Any) -> None:
+        create_private_file(path)
 
 
 def init_login(app: Flask) -> None:
     """Set up Flask-Login and CSRF protection."""
-    from .services.users import get_user_by_session_id
+    from .blueprints.auth import load_user
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -121,7 +167,7 @@ def init_login(app: Flask) -> None:
     # "basic", not "strong": phones switch networks mid-flow (IFTTT's app), and strong
     # mode would drop the session whenever the address changes.
     login_manager.session_protection = "basic"
-    login_manager.user_loader(get_user_by_session_id)
+    login_manager.user_loader(load_user)
     csrf.init_app(app)
     app.session_interface = MachineAwareSessionInterface()
 

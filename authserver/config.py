@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
+from .files import make_private_folder
 
 ENV_PREFIX = "AUTHSERVER_"
 
@@ -92,6 +94,7 @@ MIN_SECRET_KEY_LENGTH = 32
 # Ten years; longer lifetimes overflow datetime arithmetic (a 500 on every token).
 MAX_LIFETIME_SECONDS = 10 * 365 * 86400
 _DB_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg"}
+URL_TEMPLATE_FIELDS = frozenset({"id", "username"})
 
 
 def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -143,7 +146,7 @@ def _instance_secret_key(instance: Path) -> str:
             return _read_key(path)
         except FileNotFoundError:
             pass
-        instance.mkdir(parents=True, exist_ok=True)
+        make_private_folder(instance)
         # Write a complete private temp file, then link it into place: link fails if
         # another process won the race, and no reader ever sees a half-written key.
         key = secrets.token_hex(32)
@@ -184,6 +187,19 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_plain_url_template(template: str) -> bool:
+    # Only bare {id} and {username}: "{username.__class__}" or "{id:>9}" would reach
+    # into the objects or pad the value instead of substituting it.
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError:
+        return False
+    return all(
+        name is None or (name in URL_TEMPLATE_FIELDS and not spec and conversion is None)
+        for _, name, spec, conversion in fields
+    )
 
 
 def validate_config(settings: Mapping[str, Any]) -> None:
@@ -265,13 +281,11 @@ def validate_config(settings: Mapping[str, Any]) -> None:
     if str(settings["LOG_FORMAT"]) not in {"json", "text"}:
         raise ConfigError(f"{ENV_PREFIX}LOG_FORMAT must be 'json' or 'text'")
     template = str(settings["USER_URL_TEMPLATE"])
-    if template:
-        try:
-            template.format(id="x", username="x")
-        except (KeyError, IndexError, ValueError):
-            raise ConfigError(
-                f"{ENV_PREFIX}USER_URL_TEMPLATE may only use {{id}} and {{username}}"
-            ) from None
+    if template and not _is_plain_url_template(template):
+        raise ConfigError(
+            f"{ENV_PREFIX}USER_URL_TEMPLATE may only use {{id}} and {{username}}, "
+            "without conversions, format specs, attributes or indexes"
+        )
     _validate_branding(settings)
     redis_url = str(settings["REDIS_URL"])
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):

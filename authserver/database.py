@@ -66,23 +66,30 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-SQLITE_BUSY_TIMEOUT_MS = 15000
 # app.extensions flag: the database gains from autocommit reads (PostgreSQL).
 AUTOCOMMIT_READS_KEY = "authserver.autocommit_reads"
 
 
-@event.listens_for(Engine, "connect")
-def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
-    # WAL lets readers proceed while one writer commits, and the busy timeout makes
-    # writers in other gunicorn workers wait instead of failing with "locked".
-    if not isinstance(dbapi_connection, sqlite3.Connection):
-        return
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def configure_sqlite(engine: Engine, *, busy_timeout_seconds: int) -> None:
+    """Set WAL, the busy timeout and foreign keys on each new SQLite connection.
+
+    WAL lets readers proceed while one writer commits. The busy timeout makes a
+    writer wait for another's lock (other gunicorn workers, an admin command)
+    instead of failing at once, but no longer than the database timeout: past it
+    the request answers 503, as on PostgreSQL (writes take milliseconds, so a
+    longer wait means something holds the lock).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, connection_record: Any) -> None:
+        if not isinstance(dbapi_connection, sqlite3.Connection):
+            return
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_seconds * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
 
 
 def read_without_transaction() -> None:

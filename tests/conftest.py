@@ -202,12 +202,22 @@ def client_secret(oauth_client_pair: tuple[OAuth2Client, str]) -> str:
     return oauth_client_pair[1]
 
 
+def log_in(http: FlaskClient, user: User) -> None:
+    """Inject a login into the test client's cookie, as the login page makes one."""
+    from authserver.blueprints.auth import SESSION_ID_KEY
+    from authserver.services.sessions import open_session
+
+    session_id = open_session(user, lifetime=http.application.permanent_session_lifetime)
+    with http.session_transaction() as session:
+        session["_user_id"] = user.get_id()
+        session["_fresh"] = True
+        session[SESSION_ID_KEY] = session_id
+
+
 @pytest.fixture
 def login_as(http: FlaskClient) -> Callable[[User], None]:
     def _login(user: User) -> None:
-        with http.session_transaction() as session:
-            session["_user_id"] = user.get_id()
-            session["_fresh"] = True
+        log_in(http, user)
 
     return _login
 

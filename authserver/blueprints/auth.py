@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint
 from flask import Response
+from flask import current_app
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -23,6 +24,8 @@ from ..forms import LogoutForm
 from ..limits import login_limit_exceeded
 from ..limits import record_login_failure
 from ..limits import too_many
+from ..models import User
+from ..services import sessions as session_service
 from ..services import users as user_service
 from ..services.audit import record_event_now
 
@@ -30,6 +33,13 @@ bp = Blueprint("auth", __name__)
 security_log = logging.getLogger("authserver.security")
 
 LOGIN_FAILED = lazy_gettext("Invalid username or password.")
+# The cookie session's key for the server-side login id (services/sessions.py).
+SESSION_ID_KEY = "sid"
+
+
+def load_user(user_id: str) -> User | None:
+    """Return the user of the cookie's login while it is live on the server (Flask-Login)."""
+    return session_service.get_session_user(user_id, session.get(SESSION_ID_KEY))
 
 
 def safe_next(target: str | None) -> str | None:
@@ -80,10 +90,16 @@ def login() -> Response | str | tuple[str, int]:
             counter("login_failed")
         return render_template("auth/login.html", form=form, error=LOGIN_FAILED), 401
     target = safe_next(form.next.data) or url_for("account.apps")
+    # A login replacing another in this browser (switch account) ends that one on
+    # the server too, so a copy of the old cookie stops working.
+    session_service.close_session(session.get(SESSION_ID_KEY))
     # Drop everything from before the login (session fixation); Flask-WTF issues a
     # fresh CSRF secret into the new session.
     session.clear()
     login_user(user)
+    session[SESSION_ID_KEY] = session_service.open_session(
+        user, lifetime=current_app.permanent_session_lifetime
+    )
     session.permanent = True
     return redirect(target)  # type: ignore[return-value]
 
@@ -97,13 +113,15 @@ def logout_page() -> str:
 
 @bp.post("/logout")
 def logout() -> Response:
-    """Log out (POST with CSRF, so a link on another site cannot do it)."""
+    """Log out (POST with CSRF, so a link on another site cannot do it).
+
+    The login ends on the server too, so a copy of the cookie is useless after.
+    """
+    session_service.close_session(session.get(SESSION_ID_KEY))
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))  # type: ignore[return-value]
 
 
 def _counter() -> Any:
-    from flask import current_app
-
     return current_app.extensions.get("authserver.count")

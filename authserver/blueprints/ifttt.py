@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint
 from flask import Response
@@ -25,6 +27,16 @@ def ifttt_error(message: str, status: int) -> Response:
     return response
 
 
+def user_url(template: str, *, public_id: str, username: str) -> str:
+    """Fill AUTHSERVER_USER_URL_TEMPLATE, percent-encoding each value.
+
+    Every reserved character is encoded (RFC 3986 §2.1-2.2), so a username with
+    "/", "?", "#" or "%" stays one path segment or query value and cannot change
+    the URL's structure; non-ASCII is UTF-8 percent-encoded.
+    """
+    return template.format(id=quote(public_id, safe=""), username=quote(username, safe=""))
+
+
 @bp.get("/ifttt/v1/user/info")
 def user_info() -> Response:
     """Return the token owner's permanent id, name and optional profile URL."""
@@ -39,7 +51,7 @@ def user_info() -> Response:
     data = {"id": token.user_public_id, "name": token.user_name}
     template = current_app.config["USER_URL_TEMPLATE"]
     if template:
-        data["url"] = template.format(id=token.user_public_id, username=token.username)
+        data["url"] = user_url(template, public_id=token.user_public_id, username=token.username)
     response = jsonify(data=data)
     response.headers["Content-Type"] = "application/json; charset=utf-8"
     response.headers["Cache-Control"] = "no-store"

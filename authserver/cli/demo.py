@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from flask import current_app
 
+from ..files import make_private_folder
 from ..services import clients as client_service
 from ..services import users as user_service
 from .output import database_label
@@ -36,7 +37,7 @@ def _load(path: Path) -> dict[str, dict[str, str]]:
 
 
 def _save(path: Path, databases: dict[str, dict[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_folder(path.parent)
     # Secrets are stored hashed in the database; this file (0600) is the only copy.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

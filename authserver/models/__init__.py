@@ -9,6 +9,7 @@ from .oauth2 import OAuth2Client
 from .oauth2 import RefreshToken
 from .oauth2 import ResourceServer
 from .oauth2 import TokenFamily
+from .session import UserSession
 from .user import User
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "ResourceServer",
     "TokenFamily",
     "User",
+    "UserSession",
 ]

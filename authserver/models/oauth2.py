@@ -256,7 +256,9 @@ class AuthorizationCode(Model):
         ForeignKey("oauth2_clients.id", ondelete="CASCADE"), index=True
     )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    redirect_uri: Mapped[str] = mapped_column(Text)
+    # NULL when the authorization request named none (the client's only registered
+    # URI was used): RFC 6749 §4.1.3 then does not require it at the token endpoint.
+    redirect_uri: Mapped[str | None] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(String(500))
     code_challenge: Mapped[str | None] = mapped_column(String(128))
     code_challenge_method: Mapped[str | None] = mapped_column(String(10))
@@ -274,8 +276,8 @@ class AuthorizationCode(Model):
         return now >= self.expires_at
 
     # Authlib AuthorizationCodeMixin ------------------------------------------------
-    def get_redirect_uri(self) -> str:
-        """Return the redirect URI the code is bound to."""
+    def get_redirect_uri(self) -> str | None:
+        """Return the redirect URI the authorization request named, if any."""
         return self.redirect_uri
 
     def get_scope(self) -> str:

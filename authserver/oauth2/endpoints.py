@@ -9,7 +9,9 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from ..models import AccessToken
 from ..models import OAuth2Client
 from ..models import RefreshToken
+from ..services import clients as client_service
 from ..services import tokens as token_service
+from ..services.clients import AuthenticatedClient
 from .grants import AUTH_METHODS
 
 Token = AccessToken | RefreshToken
@@ -23,6 +25,18 @@ class RevocationEndpoint(_RevocationEndpoint):
     """RFC 7009: clients revoke their own access or refresh tokens."""
 
     CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def authenticate_endpoint_client(self, request: Any) -> Any:
+        """Authenticate the client and note which secret it used.
+
+        The token endpoint notes it through Authlib's after_authenticate_client
+        signal, which endpoints do not send: a client still revoking with its
+        previous secret during an overlap must show up like any other use.
+        """
+        oauth_client = super().authenticate_endpoint_client(request)
+        if isinstance(oauth_client, AuthenticatedClient):
+            client_service.note_secret_use(oauth_client.matched)
+        return oauth_client
 
     def authenticate_token(self, request: Any, client: OAuth2Client) -> Token | None:
         """Find the token; another client's token is ignored, not revealed."""

@@ -80,11 +80,29 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             code=code,
             oauth_client=request.client,
             user=request.user,
-            redirect_uri=payload.redirect_uri or request.client.get_default_redirect_uri(),
+            # Only what the request named: RFC 6749 §4.1.3 asks the token request to
+            # repeat the redirect_uri if, and only if, the authorization request had one.
+            redirect_uri=payload.redirect_uri or None,
             scope=request.scope,
             code_challenge=payload.data.get("code_challenge"),
             code_challenge_method=payload.data.get("code_challenge_method"),
         )
+
+    def validate_token_request(self) -> None:
+        """Also refuse a redirect_uri the code was not sent to.
+
+        Authlib compares the token request's redirect_uri with the authorization
+        request's when that one had it (RFC 6749 §4.1.3). A code issued without one
+        went to the client's only registered URI: a redirect_uri sent anyway must
+        name that URI.
+        """
+        super().validate_token_request()
+        code: RedeemableCode = self.request.authorization_code
+        presented = self.request.payload.redirect_uri
+        if code.redirect_uri is None and presented is not None:
+            client: OAuth2Client = self.request.client
+            if presented != client.get_default_redirect_uri():
+                raise InvalidGrantError("Invalid 'redirect_uri' in request.")
 
     def query_authorization_code(self, code: str, client: OAuth2Client) -> RedeemableCode | None:
         """Find a redeemable code; a replayed one revokes its tokens and fails."""

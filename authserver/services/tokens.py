@@ -103,12 +103,16 @@ def create_authorization_code(
     code: str,
     oauth_client: OAuth2Client,
     user: User,
-    redirect_uri: str,
+    redirect_uri: str | None,
     scope: str,
     code_challenge: str | None,
     code_challenge_method: str | None,
 ) -> None:
-    """Store a new code (its hash) bound to client, user, URI, scope and PKCE; commit."""
+    """Store a new code (its hash) bound to client, user, URI, scope and PKCE; commit.
+
+    ``redirect_uri`` is the one the authorization request named, or None when it
+    named none (RFC 6749 §4.1.3 then asks for none at the token endpoint).
+    """
     now = utcnow()
     lifetime = timedelta(seconds=current_app.config["AUTH_CODE_TTL"])
     db.session.add(
@@ -137,15 +141,15 @@ class RedeemableCode:
 
     id: int
     user_id: int
-    redirect_uri: str
+    redirect_uri: str | None
     scope: str
     code_challenge: str | None
     code_challenge_method: str | None
     user_public_id: str
     user_disabled: bool
 
-    def get_redirect_uri(self) -> str:
-        """Return the redirect URI the code is bound to."""
+    def get_redirect_uri(self) -> str | None:
+        """Return the redirect URI the authorization request named, if any."""
         return self.redirect_uri
 
     def get_scope(self) -> str:

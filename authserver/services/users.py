@@ -153,15 +153,6 @@ def require_user(username: str) -> User:
     return user
 
 
-def get_user_by_session_id(session_id: str) -> User | None:
-    """Return the user a Flask-Login session id names, if still valid."""
-    public_id, _, epoch = session_id.partition(":")
-    user = db.session.scalar(select(User).where(User.public_id == public_id))
-    if user is None or str(user.session_epoch) != epoch or user.disabled:
-        return None
-    return user
-
-
 def list_users() -> list[User]:
     """Return every user, by username."""
     return list(db.session.scalars(select(User).order_by(User.username)))

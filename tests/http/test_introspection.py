@@ -4,6 +4,7 @@ from freezegun import freeze_time
 from authserver.services import clients as client_service
 from authserver.services import tokens as token_service
 from authserver.services import users as user_service
+from tests.conftest import log_in
 from tests.factories import basic_auth
 from tests.factories import make_oauth_client
 from tests.factories import make_tokens
@@ -216,8 +217,8 @@ def test_introspection_sets_no_cookie_and_does_not_read_session(http, tokens, in
 def test_introspection_ignores_a_logged_in_session(http, user, tokens, introspect):
     # As after a real login: a permanent session, which Flask re-sends on every
     # request that opens it.
+    log_in(http, user)
     with http.session_transaction() as session:
-        session["_user_id"] = user.get_id()
         session.permanent = True
     # Control: an ordinary page refreshes that cookie.
     assert "Set-Cookie" in http.get("/").headers

@@ -3,9 +3,16 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+from freezegun import freeze_time
+from sqlalchemy import func
+from sqlalchemy import select
 
+from authserver.database import db
+from authserver.models import UserSession
 from authserver.services import users as user_service
+from authserver.services.sessions import MAX_SESSIONS_PER_USER
 from tests.conftest import csrf_token_of
+from tests.conftest import log_in
 from tests.factories import PASSWORD
 from tests.factories import make_user
 
@@ -325,3 +332,59 @@ def test_authenticate_unknown_user_verifies_against_real_cost_hash(app, user, ve
     assert len(verify_calls) == 2
     assert verify_calls[0] != user.password_hash
     assert _argon2_parameters(verify_calls[0]) == _argon2_parameters(verify_calls[1])
+
+
+def session_cookie_of(http):
+    cookie = http.get_cookie("authserver_session")
+    assert cookie is not None
+    return cookie.value
+
+
+def test_session_cookie_copied_before_logout_is_dead_after_it(app, http, user):
+    post_login(http, "walter", PASSWORD)
+    page = http.get(APPS)
+    assert page.status_code == 200
+    copied = session_cookie_of(http)
+    token = csrf_token_of(page.get_data(as_text=True))
+    assert http.post("/logout", data={"csrf_token": token}).status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("authserver_session", copied)
+    response = thief.get(APPS)
+    assert response.status_code == 302
+    assert location_path(response).startswith("/login")
+
+
+def test_logout_keeps_the_other_devices_logged_in(app, http, user):
+    phone = app.test_client()
+    post_login(phone, "walter", PASSWORD)
+    post_login(http, "walter", PASSWORD)
+    page = http.get(APPS)
+    token = csrf_token_of(page.get_data(as_text=True))
+    assert http.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert http.get(APPS).status_code == 302
+    assert phone.get(APPS).status_code == 200
+
+
+def test_login_ends_on_the_server_after_its_lifetime(http, user):
+    # The cookie is re-signed on every page (sliding); the server-side login is not.
+    with freeze_time("2030-01-01T00:00:00+00:00") as frozen:
+        post_login(http, "walter", PASSWORD)
+        frozen.tick(12 * 3600 - 1)
+        assert http.get(APPS).status_code == 200
+        frozen.tick(1)
+        response = http.get(APPS)
+        assert response.status_code == 302
+        assert location_path(response).startswith("/login")
+
+
+def test_oldest_logins_end_past_the_per_user_cap(app, user):
+    browsers = [app.test_client() for _ in range(MAX_SESSIONS_PER_USER + 1)]
+    with freeze_time("2030-01-01T00:00:00+00:00") as frozen:
+        for browser in browsers:
+            log_in(browser, user)
+            frozen.tick(1)
+        assert browsers[0].get(APPS).status_code == 302
+        assert all(browser.get(APPS).status_code == 200 for browser in browsers[1:])
+    assert db.session.scalar(select(func.count()).select_from(UserSession)) == (
+        MAX_SESSIONS_PER_USER
+    )

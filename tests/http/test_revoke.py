@@ -1,10 +1,17 @@
+from datetime import timedelta
+
 import pytest
+from freezegun import freeze_time
 from sqlalchemy import select
 
 from authserver.database import db
+from authserver.models import AuditEvent
+from authserver.models import CredentialSecret
 from authserver.models import TokenFamily
+from authserver.services import clients as client_service
 from tests.factories import basic_auth
 from tests.factories import make_oauth_client
+from tests.factories import make_tokens
 
 
 @pytest.fixture
@@ -82,3 +89,34 @@ def test_missing_token_parameter_is_invalid_request(http, oauth_client, client_s
     )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("how", ["basic", "post"])
+def test_revocation_with_the_previous_secret_is_recorded(
+    http, user, oauth_client, client_secret, how
+):
+    with freeze_time("2030-01-01T00:00:00+00:00") as frozen:
+        tokens = make_tokens(user, oauth_client)
+        assert user_info(http, tokens["access_token"]).status_code == 200
+        client_service.rotate_secret(
+            oauth_client, overlap=timedelta(hours=1), owner_id=oauth_client.client_id
+        )
+        frozen.tick(300)
+        data = {"token": tokens["access_token"]}
+        if how == "basic":
+            headers = basic_auth(oauth_client.client_id, client_secret)
+        else:
+            headers = {}
+            data.update(client_id=oauth_client.client_id, client_secret=client_secret)
+        response = http.post("/oauth/revoke", data=data, headers=headers)
+        assert response.status_code == 200
+        db.session.expire_all()
+        old = db.session.scalar(
+            select(CredentialSecret).where(CredentialSecret.expires_at.is_not(None))
+        )
+        assert old.last_used_at.isoformat() == "2030-01-01T00:05:00+00:00"
+        used_old = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.event_type == "secret.used_old")
+        ).all()
+        assert [event.created_at.isoformat() for event in used_old] == ["2030-01-01T00:05:00+00:00"]
+        assert user_info(http, tokens["access_token"]).status_code == 401

@@ -10,6 +10,7 @@ from authserver.models import AuthorizationCode
 from authserver.models import RefreshToken
 from authserver.models import TokenFamily
 from tests.factories import IFTTT_REDIRECT
+from tests.factories import STAGING_REDIRECT
 from tests.factories import basic_auth
 from tests.factories import make_oauth_client
 from tests.factories import pkce_pair
@@ -193,3 +194,65 @@ def test_duplicate_parameter_on_token_endpoint(http, user, oauth_client, client_
     )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"
+
+
+def exchange_without_redirect_uri(http, code, client_id, secret, **extra):
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": client_id,
+        "client_secret": secret,
+        **extra,
+    }
+    return http.post("/oauth/token", data=data)
+
+
+def test_code_requested_without_redirect_uri_is_redeemed_without_it(http, user, get_code):
+    # RFC 6749 §4.1.3: redirect_uri is required at the token endpoint only when the
+    # authorization request included it.
+    single, secret = make_oauth_client(redirect_uris=[IFTTT_REDIRECT])
+    code = get_code(user, single, redirect_uri=None)
+    response = exchange_without_redirect_uri(http, code, single.client_id, secret)
+    assert response.status_code == 200, response.get_json()
+    assert db.session.scalar(select(AuthorizationCode)).redirect_uri is None
+
+
+def test_code_requested_without_redirect_uri_accepts_the_uri_it_was_sent_to(http, user, get_code):
+    single, secret = make_oauth_client(redirect_uris=[IFTTT_REDIRECT])
+    code = get_code(user, single, redirect_uri=None)
+    response = exchange_without_redirect_uri(
+        http, code, single.client_id, secret, redirect_uri=IFTTT_REDIRECT
+    )
+    assert response.status_code == 200, response.get_json()
+
+
+def test_code_requested_without_redirect_uri_refuses_another_uri(http, user, get_code):
+    single, secret = make_oauth_client(redirect_uris=[IFTTT_REDIRECT])
+    code = get_code(user, single, redirect_uri=None)
+    response = exchange_without_redirect_uri(
+        http, code, single.client_id, secret, redirect_uri=STAGING_REDIRECT
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_grant"
+
+
+def test_code_requested_with_redirect_uri_requires_it_at_token(
+    http, user, oauth_client, client_secret, get_code
+):
+    code = get_code(user, oauth_client, redirect_uri=IFTTT_REDIRECT)
+    missing = exchange_without_redirect_uri(http, code, oauth_client.client_id, client_secret)
+    assert missing.status_code == 400
+    assert missing.get_json()["error"] == "invalid_grant"
+    # The failed attempt did not consume the code: the identical URI still redeems it.
+    ok = exchange_without_redirect_uri(
+        http, code, oauth_client.client_id, client_secret, redirect_uri=IFTTT_REDIRECT
+    )
+    assert ok.status_code == 200
+
+
+def test_single_uri_client_code_with_redirect_uri_requires_it_at_token(http, user, get_code):
+    single, secret = make_oauth_client(redirect_uris=[IFTTT_REDIRECT])
+    code = get_code(user, single, redirect_uri=IFTTT_REDIRECT)
+    missing = exchange_without_redirect_uri(http, code, single.client_id, secret)
+    assert missing.status_code == 400
+    assert missing.get_json()["error"] == "invalid_grant"

@@ -1,4 +1,6 @@
 import logging
+from urllib.parse import unquote
+from urllib.parse import urlsplit
 
 import pytest
 from freezegun import freeze_time
@@ -9,6 +11,7 @@ from authserver.services import tokens as token_service
 from authserver.services import users as user_service
 from tests.conftest import base_config
 from tests.factories import make_tokens
+from tests.factories import make_user
 from tests.system.conftest import free_port
 
 FROZEN = "2030-01-01T00:00:00+00:00"
@@ -74,6 +77,29 @@ def test_user_info_id_is_stable_across_authorizations(http, user, oauth_client):
 def test_user_info_includes_url_from_template(http, user, tokens):
     data = http.get(URL, headers=bearer(tokens["access_token"])).get_json()["data"]
     assert data["url"] == f"https://example.com/people/walter?u={user.public_id}"
+
+
+@pytest.mark.app_config(USER_URL_TEMPLATE="https://example.com/people/{username}?u={id}#top")
+@pytest.mark.parametrize(
+    ("username", "encoded"),
+    [
+        ("a/../b?admin=1#x", "a%2F..%2Fb%3Fadmin%3D1%23x"),
+        ("100%&more", "100%25%26more"),
+        ("zoë☃", "zo%C3%AB%E2%98%83"),
+    ],
+)
+def test_user_info_url_percent_encodes_what_it_substitutes(http, oauth_client, username, encoded):
+    owner = make_user(username=username, name="Hostile")
+    access = make_tokens(owner, oauth_client)["access_token"]
+    data = http.get(URL, headers=bearer(access)).get_json()["data"]
+    assert data["url"] == f"https://example.com/people/{encoded}?u={owner.public_id}#top"
+    parts = urlsplit(data["url"])
+    assert (parts.netloc, parts.query, parts.fragment) == (
+        "example.com",
+        f"u={owner.public_id}",
+        "top",
+    )
+    assert unquote(parts.path) == f"/people/{username}"
 
 
 def test_user_info_accepts_ifttt_headers(http, user, tokens):

@@ -13,6 +13,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -139,6 +140,36 @@ class PgCluster:
             "stop",
         )
 
+    def processes(self) -> list[int]:
+        """Return the postmaster's pid, then the pids of its children (the backends)."""
+        postmaster = int((self.datadir / "postmaster.pid").read_text().split()[0])
+        children = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after ")".
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(entry.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP every server process: the kernel still accepts and ACKs, nobody answers.
+
+        This is what a hung host or a network partition looks like to a client: TCP
+        connections stay up and queries simply never get an answer.
+        """
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT every server process (children first, then the postmaster)."""
+        for pid in reversed(self.processes()):
+            os.kill(pid, signal.SIGCONT)
+
     def is_running(self) -> bool:
         result = subprocess.run(
             [*_run_as(), str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"],
@@ -183,5 +214,6 @@ def throwaway_cluster() -> Iterator[PgCluster]:
         yield cluster
     finally:
         if cluster.datadir.exists() and cluster.is_running():
+            cluster.thaw()  # a frozen server would never stop
             cluster.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)

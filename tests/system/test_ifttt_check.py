@@ -10,6 +10,7 @@ from authserver.database import db
 from authserver.models import TokenFamily
 from tests.factories import IFTTT_REDIRECT
 from tests.factories import PASSWORD
+from tests.factories import make_oauth_client
 from tests.system.conftest import AUTHSERVER
 from tests.system.conftest import free_port
 from tests.system.conftest import start_server
@@ -95,6 +96,18 @@ def test_ifttt_check_passes_on_correct_deployment(
     second = run_check(tmp_path, good_server.base_url, oauth_client, client_secret)
     assert second.returncode == 0, second.stdout
     assert "consent remembered" in lines_of(second)[0]
+
+
+def test_ifttt_check_passes_without_redirect_uri_for_a_single_uri_client(
+    tmp_path, good_server, user
+):
+    # RFC 6749 §4.1.3: no redirect_uri in the authorization request, none at the token
+    # endpoint; the client's only registered URI receives the code.
+    single, secret = make_oauth_client(name="IFTTT", redirect_uris=[IFTTT_REDIRECT])
+    assert secret is not None
+    result = run_check(tmp_path, good_server.base_url, single, secret, redirect_uri=None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_of(result)[-1] == "All 7 checks passed."
 
 
 def test_ifttt_check_fails_on_older_refresh_token_when_grace_is_zero(

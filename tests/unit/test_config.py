@@ -238,6 +238,10 @@ def test_malformed_issuer_rejected(tmp_path, monkeypatch, issuer):
         ("RATE_LIMITS", "sometimes"),
         ("LOG_FORMAT", "xml"),
         ("USER_URL_TEMPLATE", "https://x/{email}"),
+        ("USER_URL_TEMPLATE", "https://x/{username!r}"),
+        ("USER_URL_TEMPLATE", "https://x/{id:>40}"),
+        ("USER_URL_TEMPLATE", "https://x/{id.__class__}"),
+        ("USER_URL_TEMPLATE", "https://x/{username[0]}"),
         ("REDIS_URL", "http://cache"),
     ],
 )
