@@ -109,6 +109,14 @@ class AuthserverGroup(click.Group):
             app = getattr(info, "_loaded_app", None)
             url = str(app.config["DATABASE_URL"]) if app is not None else None
             raise click.ClickException(describe_database_error(error, url)) from None
+        except OSError as error:
+            # A file the settings point at (SQLite database, instance folder) cannot
+            # be created or opened: name it, not the stack that found out.
+            where = f" {error.filename}" if error.filename else ""
+            raise click.ClickException(
+                f"cannot use{where}: {error.strerror or error} "
+                "(check AUTHSERVER_DATABASE_URL and AUTHSERVER_INSTANCE_PATH)"
+            ) from None
 
 
 def build_cli() -> AuthserverGroup:

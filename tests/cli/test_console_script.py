@@ -95,10 +95,10 @@ UNRESOLVABLE = "postgresql://postgres:hunter2@no-such-host.invalid:5432/authserv
     [
         (MISSING_PG, ["cannot connect to", "authserver_no_such_database_x", "does not exist"]),
         (UNRESOLVABLE, ["cannot connect to", "no-such-host.invalid", "resolve"]),
-        ("sqlite:////nonexistent-folder/x/authserver.db", ["cannot connect to", "folder"]),
+        (None, ["cannot use", "Not a directory", "AUTHSERVER_DATABASE_URL"]),
         ("postgresql://postgres@127.0.0.1:notaport/x", ["AUTHSERVER_DATABASE_URL", "port"]),
     ],
-    ids=["missing-database", "unresolvable-host", "sqlite-no-folder", "bad-port"],
+    ids=["missing-database", "unresolvable-host", "sqlite-impossible-folder", "bad-port"],
 )
 @pytest.mark.parametrize(
     "args",
@@ -117,6 +117,10 @@ UNRESOLVABLE = "postgresql://postgres:hunter2@no-such-host.invalid:5432/authserv
 def test_unusable_database_url_is_one_line_on_every_command(tmp_path, url, fragments, args):
     # In-process through the real command group (a process per case is too slow);
     # the console script's wiring is checked once below.
+    if url is None:
+        # A SQLite file whose folder cannot exist: its parent is a regular file.
+        (tmp_path / "a-file").write_text("")
+        url = "sqlite:///" + str(tmp_path / "a-file" / "authserver.db")
     env = operator_env(tmp_path, DATABASE_URL=url)
     result = CliRunner().invoke(build_cli(), args, env=env, prog_name="authserver")
     assert result.exit_code != 0, result.output

@@ -151,3 +151,22 @@ def test_last_activity_ignores_revoked_grants(http, login_as, user, oauth_client
         assert "Last active 1 hour ago" in http.get("/account/apps").get_data(as_text=True)
         revoke_families(user=user, oauth_client=oauth_client, reason="admin")
         assert "Last active" not in http.get("/account/apps").get_data(as_text=True)
+
+
+def test_switching_account_ends_the_previous_login_on_the_server(http, user):
+    make_user(username="jesse", name="Jesse Pinkman")
+
+    def sign_in(username):
+        form = http.get("/login?switch=1").get_data(as_text=True)
+        response = http.post(
+            "/login",
+            data={"csrf_token": csrf_token_of(form), "username": username, "password": PASSWORD},
+        )
+        assert response.status_code == 302
+
+    sign_in("walter")
+    walters_cookie = http.get_cookie("authserver_session").value
+    sign_in("jesse")
+    # Someone who copied Walter's cookie before the switch gets nothing with it.
+    http.set_cookie("authserver_session", walters_cookie)
+    assert http.get("/account/apps").status_code == 302
