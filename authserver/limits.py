@@ -199,13 +199,15 @@ def too_many(retry_after: int, form: FlaskForm | None = None) -> Response:
     elif path.startswith("/ifttt/"):
         response = jsonify(errors=[{"message": "Too many requests. Retry later."}])
     else:
+        from flask_babel import gettext
+
         from .forms import LoginForm
 
         response = Response(
             render_template(
                 "auth/login.html",
                 form=form or LoginForm(),
-                error="Too many attempts. Please wait a few minutes and try again.",
+                error=gettext("Too many attempts. Please wait a few minutes and try again."),
             ),
             mimetype="text/html",
         )
