@@ -51,6 +51,14 @@ class InlineSweepMemoryStorage(MemoryStorage):
     SWEEP_INTERVAL = 1.0
     _next_sweep = 0.0
 
+    def __init__(self) -> None:
+        super().__init__()
+        # MemoryStorage's constructor also starts a one-off sweep 10 ms later, on a
+        # thread that would race the inline sweep (a KeyError when both expire the
+        # same key): stop it, and wait for it in case it already began.
+        self.timer.cancel()
+        self.timer.join()
+
     def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - overrides a private hook
         now = time.monotonic()
         if now >= self._next_sweep:
