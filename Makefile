@@ -13,7 +13,12 @@ BENCH_ARGS ?=
 BENCH_OUTPUT ?= docs/performance.md
 export AUTHSERVER_INSTANCE_PATH ?= $(CURDIR)/instance
 
-.PHONY: run test install lint clean bench
+.PHONY: run test install lint clean bench translations messages
+
+# Compiled message catalogs (.mo) are build products: made from the .po files here,
+# and by the wheel build (hatch_build.py).
+PO_FILES := $(wildcard translations/*/LC_MESSAGES/messages.po)
+MO_FILES := $(PO_FILES:.po=.mo)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +35,30 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-run: $(VENV)/.installed
+translations: $(MO_FILES)
+
+translations/%/LC_MESSAGES/messages.mo: translations/%/LC_MESSAGES/messages.po | $(VENV)/.installed
+	$(BIN)/pybabel -q compile -i $< -o $@
+
+# After changing texts in templates or code: refresh messages.pot and every .po,
+# then translate the new entries (tests/i18n fail until every language has them).
+messages: $(VENV)/.installed
+	$(BIN)/pybabel -q extract -F babel.cfg -k lazy_gettext --sort-output --no-wrap \
+		--project authserver -o translations/messages.pot .
+	$(BIN)/pybabel -q update -i translations/messages.pot -d translations --no-wrap \
+		--ignore-obsolete
+
+# The issuer follows HOST and PORT (an IPv6 host gets brackets; a wildcard address
+# is reached on 127.0.0.1), unless AUTHSERVER_ISSUER is set in the environment.
+ISSUER_HOST = $(if $(filter 0.0.0.0 :: [::],$(HOST)),127.0.0.1,$(if $(findstring :,$(HOST)),[$(HOST)],$(HOST)))
+run: export AUTHSERVER_ISSUER ?= http://$(ISSUER_HOST):$(PORT)
+
+run: $(VENV)/.installed translations
 	$(BIN)/authserver db upgrade
 	$(BIN)/authserver demo
-	@echo "Serving on http://$(HOST):$(PORT)/login  (Ctrl-C to stop)"
 	$(BIN)/authserver serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test translations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
@@ -51,4 +73,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py --output $(BENCH_OUTPUT) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) instance dist build .pytest_cache
+	rm -rf $(VENV) instance dist build .pytest_cache test-output $(MO_FILES)

@@ -40,6 +40,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, cli: bool = True) -> 
     from .app_setup import init_error_handlers
     from .app_setup import init_login
     from .app_setup import init_security_headers
+    from .branding import init_branding
+    from .i18n import init_i18n
     from .limits import init_limits
     from .logs import init_request_logging
     from .metrics import init_metrics
@@ -56,6 +58,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, cli: bool = True) -> 
     init_config(app, config)
     init_database(app)
     init_login(app)
+    init_i18n(app)
+    init_branding(app)
     init_oauth2(app)
     init_limits(app)
     init_metrics(app)

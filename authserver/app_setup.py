@@ -48,6 +48,13 @@ CSP = (
 )
 
 
+def content_security_policy(image_origin: str | None) -> str:
+    """Return the pages' CSP, allowing images from the logo's origin when it is foreign."""
+    if not image_origin:
+        return CSP
+    return CSP.replace("img-src 'self'", f"img-src 'self' {image_origin}")
+
+
 def init_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
     """Load and validate settings, then derive Flask's own keys from them."""
     settings = load_config(app.instance_path, overrides)
@@ -225,12 +232,13 @@ def init_blueprints(app: Flask) -> None:
     """Register every blueprint."""
     from .blueprints import account
     from .blueprints import auth
+    from .blueprints import branding
     from .blueprints import docs
     from .blueprints import health
     from .blueprints import ifttt
     from .blueprints import oauth
 
-    for module in (auth, oauth, ifttt, account, health, docs):
+    for module in (auth, oauth, ifttt, account, health, docs, branding):
         app.register_blueprint(module.bp)
 
 
@@ -251,7 +259,10 @@ def _no_store(response: Response) -> None:
 
 def init_security_headers(app: Flask) -> None:
     """Add security headers to every response; HSTS when served over https."""
+    from .branding import image_origin
+
     hsts = str(app.config["ISSUER"]).startswith("https://")
+    csp = content_security_policy(image_origin(app))
 
     @app.after_request
     def _headers(response: Response) -> Response:
@@ -260,8 +271,10 @@ def init_security_headers(app: Flask) -> None:
         headers.setdefault("Referrer-Policy", "no-referrer")
         # The raw header, not response.mimetype (which parses it on every call).
         if (headers.get("Content-Type") or "").startswith("text/html"):
-            headers["Content-Security-Policy"] = CSP
+            headers["Content-Security-Policy"] = csp
             headers["X-Frame-Options"] = "DENY"
+            # The page's language follows Accept-Language.
+            response.vary.add("Accept-Language")
             # Forms carry CSRF tokens and pages may show codes: never cache them.
             _no_store(response)
         if hsts:
@@ -300,6 +313,34 @@ def _json_error(status: int, error: str, description: str) -> Response:
     return response
 
 
+def _page_text(status: int, title: str, message: str) -> tuple[str, str]:
+    """Return a person's title and explanation of an error page, translated."""
+    from flask_babel import gettext
+
+    texts = {
+        400: (
+            gettext("Something was wrong with that request"),
+            gettext("Go back, reload the page and try again."),
+        ),
+        403: (gettext("Not allowed"), gettext("You may not open this page.")),
+        404: (gettext("Page not found"), gettext("There is nothing at this address.")),
+        405: (
+            gettext("Not allowed"),
+            gettext("This address does not accept that kind of request."),
+        ),
+        413: (gettext("Too much data"), gettext("The request body is too large.")),
+        500: (
+            gettext("Something went wrong"),
+            gettext("This is our fault. Please try again in a moment."),
+        ),
+        503: (
+            gettext("Temporarily unavailable"),
+            gettext("The service is temporarily unavailable. Please retry."),
+        ),
+    }
+    return texts.get(status, (title, message))
+
+
 def init_error_handlers(app: Flask) -> None:
     """Map HTTP errors, outages and bugs to clean answers (never a traceback)."""
 
@@ -317,8 +358,9 @@ def init_error_handlers(app: Flask) -> None:
             if status == 405 and error.get_response().headers.get("Allow"):
                 response.headers["Allow"] = error.get_response().headers["Allow"]
             return response
+        title, message = _page_text(status, error.name, description)
         return render_template(
-            "errors/error.html", status=status, title=error.name, message=description
+            "errors/error.html", status=status, title=title, message=message
         ), status
 
     @app.errorhandler(DBAPIError)
@@ -340,9 +382,8 @@ def init_error_handlers(app: Flask) -> None:
             response = _json_error(503, "temporarily_unavailable", message)
             response.headers["Retry-After"] = "5"
             return response
-        return render_template(
-            "errors/error.html", status=503, title="Unavailable", message=message
-        ), 503
+        title, message = _page_text(503, "Unavailable", message)
+        return render_template("errors/error.html", status=503, title=title, message=message), 503
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response | tuple[str, int]:
@@ -352,6 +393,5 @@ def init_error_handlers(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():
             return _json_error(500, "server_error", "Internal error.")
-        return render_template(
-            "errors/error.html", status=500, title="Error", message="Something went wrong."
-        ), 500
+        title, message = _page_text(500, "Error", "Something went wrong.")
+        return render_template("errors/error.html", status=500, title=title, message=message), 500

@@ -12,3 +12,11 @@ def utcnow() -> datetime:
 def epoch(moment: datetime) -> int:
     """Return whole seconds since the Unix epoch for an aware datetime."""
     return int(moment.timestamp())
+
+
+def format_utc(moment: datetime) -> str:
+    """Format an aware datetime as ISO 8601 UTC to the second, ending in Z.
+
+    The one format every CLI output, audit detail and page attribute uses.
+    """
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
 import secrets
 import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
 from .files import make_private_folder
@@ -70,6 +75,19 @@ DEFAULTS: dict[str, Any] = {
     "CREDENTIAL_CACHE_SECONDS": 60,
     # Number of reverse proxies in front of the app whose X-Forwarded-* to trust.
     "PROXY_HOPS": 0,
+    # Name of the service users sign in to, on every page and in the tab title.
+    "SERVICE_NAME": "authserver",
+    # Logo shown above every page: an https URL or a /path; empty means
+    # instance/static/logo.svg (or .png, .webp, .jpg) when present, else the name.
+    "LOGO_URL": "",
+    # Accent colour (#rgb or #rrggbb) of the primary buttons; the text on them is
+    # black or white, whichever contrasts more (WCAG 2.1 AA either way).
+    "ACCENT_COLOR": "#1a56db",
+    # Plain-language description per scope for the consent and connected-apps
+    # pages, as JSON: {"scope": "text"} or {"scope": {"en": "text", "de": "Text"}}.
+    "SCOPE_DESCRIPTIONS": "",
+    # Shortest password `users create` and `users set-password` accept.
+    "MIN_PASSWORD_LENGTH": 12,
     # Largest request body accepted, in bytes.
     "MAX_CONTENT_LENGTH": 65536,
 }
@@ -209,6 +227,13 @@ def validate_config(settings: Mapping[str, Any]) -> None:
             "AUTHSERVER_DATABASE_URL must start with sqlite://, postgresql:// or "
             f"postgresql+psycopg:// (got scheme {scheme or url!r})"
         )
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        # Not the URL itself in the message: it may hold a password.
+        raise ConfigError(
+            "AUTHSERVER_DATABASE_URL is not a valid URL (is the port a number?)"
+        ) from None
 
     for key in (
         "AUTH_CODE_TTL",
@@ -220,6 +245,7 @@ def validate_config(settings: Mapping[str, Any]) -> None:
         "CREDENTIAL_CACHE_SECONDS",
         "PROXY_HOPS",
         "MAX_CONTENT_LENGTH",
+        "MIN_PASSWORD_LENGTH",
     ):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int):
@@ -240,6 +266,8 @@ def validate_config(settings: Mapping[str, Any]) -> None:
             f"{ENV_PREFIX}SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} "
             "characters (leave it unset to generate one)"
         )
+    if not 1 <= settings["MIN_PASSWORD_LENGTH"] <= 1024:
+        raise ConfigError(f"{ENV_PREFIX}MIN_PASSWORD_LENGTH must be between 1 and 1024")
     if settings["AUTH_CODE_TTL"] == 0:
         raise ConfigError(f"{ENV_PREFIX}AUTH_CODE_TTL must be at least 1 second")
     if settings["DB_TIMEOUT_SECONDS"] == 0:
@@ -263,6 +291,62 @@ def validate_config(settings: Mapping[str, Any]) -> None:
             f"{ENV_PREFIX}USER_URL_TEMPLATE may only use {{id}} and {{username}}, "
             "without conversions, format specs, attributes or indexes"
         )
+    _validate_branding(settings)
     redis_url = str(settings["REDIS_URL"])
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"{ENV_PREFIX}REDIS_URL must be a redis:// URL")
+
+
+_HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
+
+
+def _validate_branding(settings: Mapping[str, Any]) -> None:
+    name = str(settings["SERVICE_NAME"]).strip()
+    if not name or len(name) > 100:
+        raise ConfigError(f"{ENV_PREFIX}SERVICE_NAME must be 1 to 100 characters")
+    if not _HEX_COLOR.fullmatch(str(settings["ACCENT_COLOR"])):
+        raise ConfigError(
+            f"{ENV_PREFIX}ACCENT_COLOR must be a hex colour like #1a56db "
+            f"(got {settings['ACCENT_COLOR']!r})"
+        )
+    logo = str(settings["LOGO_URL"])
+    if logo and not logo.startswith("/"):
+        parts = urlsplit(logo)
+        local = parts.scheme == "http" and is_loopback_host(parts.hostname)
+        if not parts.hostname or (parts.scheme != "https" and not local):
+            raise ConfigError(
+                f"{ENV_PREFIX}LOGO_URL must be an https:// URL or a path starting with / "
+                f"(got {logo!r})"
+            )
+    elif logo.startswith("//"):
+        raise ConfigError(f"{ENV_PREFIX}LOGO_URL must not start with // (say https://)")
+    parse_scope_descriptions(settings["SCOPE_DESCRIPTIONS"])
+
+
+def parse_scope_descriptions(raw: Any) -> dict[str, dict[str, str]]:
+    """Parse SCOPE_DESCRIPTIONS into {scope: {language: text}} ("" = any language).
+
+    :raises ConfigError: naming the setting, for anything but the documented shape.
+    """
+    if not raw:
+        return {}
+    name = f"{ENV_PREFIX}SCOPE_DESCRIPTIONS"
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a JSON object (not valid JSON)") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name} must be a JSON object of scope -> description")
+    parsed: dict[str, dict[str, str]] = {}
+    for scope, value in raw.items():
+        texts = {"": value} if isinstance(value, str) else value
+        if not isinstance(texts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in texts.items()
+        ):
+            raise ConfigError(
+                f"{name}: the description of {scope!r} must be a text or an object of "
+                'language -> text, like {"en": "...", "de": "..."}'
+            )
+        parsed[str(scope)] = {k.lower(): v.strip() for k, v in texts.items()}
+    return parsed

@@ -34,3 +34,7 @@ class DisconnectForm(FlaskForm):
     """Revoke one connected app."""
 
     client_id = HiddenField(validators=[DataRequired(), Length(max=64)])
+
+
+class LogoutForm(FlaskForm):
+    """Sign out (a POST with a CSRF token)."""

@@ -51,6 +51,14 @@ class InlineSweepMemoryStorage(MemoryStorage):
     SWEEP_INTERVAL = 1.0
     _next_sweep = 0.0
 
+    def __init__(self) -> None:
+        super().__init__()
+        # MemoryStorage's constructor also starts a one-off sweep 10 ms later, on a
+        # thread that would race the inline sweep (a KeyError when both expire the
+        # same key): stop it, and wait for it in case it already began.
+        self.timer.cancel()
+        self.timer.join()
+
     def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - overrides a private hook
         now = time.monotonic()
         if now >= self._next_sweep:
@@ -199,13 +207,15 @@ def too_many(retry_after: int, form: FlaskForm | None = None) -> Response:
     elif path.startswith("/ifttt/"):
         response = jsonify(errors=[{"message": "Too many requests. Retry later."}])
     else:
+        from flask_babel import gettext
+
         from .forms import LoginForm
 
         response = Response(
             render_template(
                 "auth/login.html",
                 form=form or LoginForm(),
-                error="Too many attempts. Please wait a few minutes and try again.",
+                error=gettext("Too many attempts. Please wait a few minutes and try again."),
             ),
             mimetype="text/html",
         )

@@ -36,6 +36,27 @@ def _database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.db")
 
 
+def _create_database_if_missing(url: str) -> None:
+    """Create the PostgreSQL test database named in the URL when it does not exist yet."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    if not parsed.drivername.startswith("postgresql") or not parsed.database:
+        return
+    engine = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            exists = connection.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                {"name": parsed.database},
+            ).scalar()
+            if not exists:
+                quoted = connection.dialect.identifier_preparer.quote(parsed.database)
+                connection.execute(text(f"CREATE DATABASE {quoted}"))
+    finally:
+        engine.dispose()
+
+
 def _drop_everything(url: str) -> None:
     from authserver.database import Base
 
@@ -52,6 +73,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     import authserver.models  # noqa: F401
 
     url = _database_url(tmp_path_factory)
+    _create_database_if_missing(url)
     _drop_everything(url)
     app = create_app(base_config(url, tmp_path_factory.mktemp("instance")))
     with app.app_context():

@@ -21,6 +21,13 @@ REQUIRED = [
     "authserver/migrations/versions/0001_initial_schema.py",
     "authserver/static/style.css",
     "authserver/openapi.json",
+    "authserver/static/favicon.ico",
+    "authserver/data/common-passwords.txt.gz",
+    # Compiled by hatch_build.py: a wheel needs no build step to speak every language.
+    "authserver/translations/es/LC_MESSAGES/messages.mo",
+    "authserver/translations/de/LC_MESSAGES/messages.mo",
+    "authserver/translations/fr/LC_MESSAGES/messages.mo",
+    "authserver/translations/ja/LC_MESSAGES/messages.mo",
 ]
 
 # Run inside the fresh venv: where does everything come from, and does it work?
@@ -38,13 +45,18 @@ with app.app_context():
     db.engine.dispose()
 http = app.test_client()
 login = http.get("/login")
+spanish = http.get("/login", headers={"Accept-Language": "es-MX,es;q=0.9"})
+japanese = http.get("/login", headers={"Accept-Language": "ja"})
 css = http.get("/static/style.css")
 print(json.dumps({
     "package": authserver.__file__,
     "templates": resource_dir("templates"),
     "migrations": resource_dir("migrations"),
     "static": resource_dir("static"),
-    "template_folder": app.jinja_loader.searchpath,
+    "template_folder": app.jinja_loader.loaders[1].searchpath,
+    "translations": resource_dir("translations"),
+    "spanish": "Iniciar sesión" in spanish.get_data(as_text=True),
+    "japanese": "ログイン" in japanese.get_data(as_text=True),
     "tables": tables,
     "login": [login.status_code, "csrf_token" in login.get_data(as_text=True)],
     "css": [css.status_code, len(css.get_data())],
@@ -153,6 +165,9 @@ def test_installed_wheel_runs_from_its_own_files(wheel, tmp_path):
     assert report["migrations"] == str(package_dir / "migrations")
     assert report["static"] == str(package_dir / "static")
     assert report["template_folder"] == [str(package_dir / "templates")]
+    assert report["translations"] == str(package_dir / "translations")
+    assert report["spanish"] is True
+    assert report["japanese"] is True
     assert "users" in report["tables"]
     assert "alembic_version" in report["tables"]
     assert report["login"] == [200, True]

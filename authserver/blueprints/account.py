@@ -9,9 +9,11 @@ from flask import flash
 from flask import redirect
 from flask import render_template
 from flask import url_for
+from flask_babel import gettext
 from flask_login import current_user
 from flask_login import login_required
 
+from ..clock import utcnow
 from ..forms import DisconnectForm
 from ..services import clients as client_service
 from ..services import consents as consent_service
@@ -34,6 +36,7 @@ def apps() -> str:
         apps=consent_service.connected_apps(current_user),
         form=DisconnectForm(),
         user=current_user,
+        now=utcnow(),
     )
 
 
@@ -48,5 +51,5 @@ def revoke() -> Response:
     if oauth_client is None:
         abort(404)
     consent_service.disconnect(current_user, oauth_client)
-    flash(f"Disconnected {oauth_client.name}.")
+    flash(gettext("Disconnected %(app)s.", app=oauth_client.name))
     return redirect(url_for("account.apps"))  # type: ignore[return-value]

@@ -13,11 +13,14 @@ from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
+from flask_babel import gettext
+from flask_babel import lazy_gettext
 from flask_login import current_user
 from flask_login import login_user
 from flask_login import logout_user
 
 from ..forms import LoginForm
+from ..forms import LogoutForm
 from ..limits import login_limit_exceeded
 from ..limits import record_login_failure
 from ..limits import too_many
@@ -29,7 +32,7 @@ from ..services.audit import record_event_now
 bp = Blueprint("auth", __name__)
 security_log = logging.getLogger("authserver.security")
 
-LOGIN_FAILED = "Invalid username or password."
+LOGIN_FAILED = lazy_gettext("Invalid username or password.")
 # The cookie session's key for the server-side login id (services/sessions.py).
 SESSION_ID_KEY = "sid"
 
@@ -57,15 +60,20 @@ def login() -> Response | str | tuple[str, int]:
     form = LoginForm()
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next")) or ""
-        if current_user.is_authenticated and form.next.data:
+        # "Not you? Switch account" on the consent page: show the form even to a
+        # signed-in user; signing in replaces the session (see below).
+        switching = (
+            current_user if current_user.is_authenticated and "switch" in request.args else None
+        )
+        if current_user.is_authenticated and form.next.data and switching is None:
             return redirect(form.next.data)  # type: ignore[return-value]
-        return render_template("auth/login.html", form=form)
+        return render_template("auth/login.html", form=form, switching=switching)
     if not form.validate_on_submit():
         status = 400
         error = (
-            "Please fill in both fields."
+            gettext("Please fill in both fields.")
             if form.csrf_token.errors == []
-            else ("Your session expired. Please try again.")
+            else gettext("Your session expired. Please try again.")
         )
         return render_template("auth/login.html", form=form, error=error), status
     username = form.username.data or ""
@@ -82,6 +90,9 @@ def login() -> Response | str | tuple[str, int]:
             counter("login_failed")
         return render_template("auth/login.html", form=form, error=LOGIN_FAILED), 401
     target = safe_next(form.next.data) or url_for("account.apps")
+    # A login replacing another in this browser (switch account) ends that one on
+    # the server too, so a copy of the old cookie stops working.
+    session_service.close_session(session.get(SESSION_ID_KEY))
     # Drop everything from before the login (session fixation); Flask-WTF issues a
     # fresh CSRF secret into the new session.
     session.clear()
@@ -91,6 +102,13 @@ def login() -> Response | str | tuple[str, int]:
     )
     session.permanent = True
     return redirect(target)  # type: ignore[return-value]
+
+
+@bp.get("/logout")
+def logout_page() -> str:
+    """Explain signing out, with the button that does it (a link must not sign out)."""
+    user = current_user if current_user.is_authenticated else None
+    return render_template("auth/logout.html", user=user, form=LogoutForm())
 
 
 @bp.post("/logout")

@@ -16,6 +16,7 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ..extensions import csrf
@@ -42,7 +43,7 @@ def _error_page(error: OAuth2Error) -> tuple[str, int]:
         render_template(
             "oauth/error.html",
             error=error.error,
-            description=error.description or "The request could not be processed.",
+            description=error.description or gettext("The request could not be processed."),
         ),
         400,
     )
@@ -80,9 +81,12 @@ def authorize() -> Response | tuple[str, int] | str:
             scopes=scope.split(),
             user=end_user,
             action=request.full_path,
+            switch_url=url_for("auth.login", next=request.full_path, switch=1),
         )
     if not form.validate_on_submit():
-        return _error_page(OAuth2Error(description="The form expired. Please start again."))
+        return _error_page(
+            OAuth2Error(description=gettext("The form expired. Please start again."))
+        )
     decision = request.form.get("decision")
     if decision == "allow":
         consent_service.grant_consent(end_user, oauth_client, scope)
@@ -90,7 +94,7 @@ def authorize() -> Response | tuple[str, int] | str:
     if decision == "deny":
         # RFC 6749 §4.1.2.1: access_denied with the same state.
         return server.create_authorization_response(grant=grant, grant_user=None)  # type: ignore[no-any-return]
-    return _error_page(OAuth2Error(description="Choose Allow or Deny."))
+    return _error_page(OAuth2Error(description=gettext("Choose Allow or Deny.")))
 
 
 @bp.post("/oauth/token")

@@ -8,12 +8,15 @@ from typing import Any
 import click
 
 from ..clock import utcnow
+from ..models import AuditEvent
 from ..services.audit import EVENT_TYPES
 from ..services.audit import list_events
 from .output import Duration
 from .output import emit_json
 from .output import emit_table
+from .output import human
 from .output import iso
+from .output import iso_text
 from .output import json_option
 
 
@@ -46,28 +49,20 @@ def audit_command(
         event_type=event_type,
         limit=limit,
     )
-    rows = [
-        {
-            "time": iso(e.created_at),
-            "type": e.event_type,
-            "actor": e.actor,
-            "client_id": e.client_id,
-            "username": e.username,
-            "details": e.details,
-        }
-        for e in events
-    ]
+    rows = [_row(e) for e in events]
     if as_json:
         emit_json(rows)
         return
     emit_table(
-        ["time", "type", "client_id", "username", "details"],
+        ["time", "type", "client_id", "resource_server", "username", "family", "details"],
         [
             [
                 r["time"],
                 r["type"],
-                r["client_id"] or "",
-                r["username"] or "",
+                r["client_id"],
+                r["resource_server"],
+                r["username"],
+                r["family"],
                 _details(r["details"]),
             ]
             for r in rows
@@ -75,7 +70,30 @@ def audit_command(
     )
 
 
-def _details(details: Any) -> str:
-    if not isinstance(details, dict):
-        return ""
-    return " ".join(f"{k}={v}" for k, v in sorted(details.items()))
+# Ids some event types keep in their details; every row shows them in their own
+# column, so one kind of id is always in the same place whatever the event type.
+ID_DETAILS = ("resource_server", "family")
+
+
+def _row(event: AuditEvent) -> dict[str, Any]:
+    details = dict(event.details) if isinstance(event.details, dict) else {}
+    ids = {key: details.pop(key, None) for key in ID_DETAILS}
+    return {
+        "time": iso(event.created_at),
+        "type": event.event_type,
+        "actor": event.actor,
+        "client_id": event.client_id,
+        "resource_server": ids["resource_server"],
+        "username": event.username,
+        "family": ids["family"],
+        "details": {key: iso_text(value) for key, value in details.items()},
+    }
+
+
+def _details(details: dict[str, Any]) -> str:
+    # One token per detail: lists join with bare commas, so columns split on spaces.
+    return " ".join(
+        f"{key}={','.join(map(human, value)) if isinstance(value, list) else human(value)}"
+        for key, value in sorted(details.items())
+        if value is not None
+    )

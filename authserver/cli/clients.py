@@ -16,8 +16,10 @@ from .output import Duration
 from .output import domain_errors
 from .output import emit_json
 from .output import emit_table
+from .output import human
 from .output import iso
 from .output import json_option
+from .output import seconds_text
 from .secrets_commands import DEFAULT_OVERLAP
 from .secrets_commands import print_rotation
 from .secrets_commands import print_secrets
@@ -116,9 +118,18 @@ def show(client_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(document)
         return
-    for key, value in document.items():
-        shown = " ".join(value) if isinstance(value, list) else value
-        click.echo(f"{key:24} {shown}")
+    config = current_app.config
+    lines = {
+        **document,
+        "access_token_lifetime": seconds_text(
+            oauth_client.access_token_lifetime, default=int(config["ACCESS_TOKEN_TTL"])
+        ),
+        "refresh_grace_lifetime": seconds_text(
+            oauth_client.refresh_grace_lifetime, default=int(config["REFRESH_GRACE_SECONDS"])
+        ),
+    }
+    for key, value in lines.items():
+        click.echo(f"{key:24} {human(value)}")
 
 
 @clients.command("delete")

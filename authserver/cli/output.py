@@ -13,8 +13,13 @@ from typing import Any
 from typing import TypeVar
 
 import click
+from flask import current_app
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
+from ..clock import format_utc
 from ..errors import AuthServerError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,7 +80,42 @@ def iso(moment: datetime | None) -> str | None:
     """Format an aware datetime as ISO 8601 UTC with a Z."""
     if moment is None:
         return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_utc(moment)
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)")
+
+
+def iso_text(value: Any) -> Any:
+    """Rewrite a stored ISO 8601 timestamp string in our one format (Z); else as is."""
+    if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
+        return format_utc(datetime.fromisoformat(value))
+    return value
+
+
+def human(value: Any) -> str:
+    """Render a value for a table or key/value line: no None, True or Python lists."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(human(item) for item in value) if value else "-"
+    if isinstance(value, datetime):
+        return format_utc(value)
+    return str(iso_text(value))
+
+
+def seconds_text(seconds: int | None, *, default: int | None = None) -> str:
+    """Render a lifetime in whole seconds for people ("1h", "90s", "never expires")."""
+    if seconds is None:
+        return f"{seconds_text(default)} (server default)" if default is not None else "-"
+    if seconds == 0:
+        return "0 (never expires)"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def emit_json(document: Any) -> None:
@@ -85,7 +125,7 @@ def emit_json(document: Any) -> None:
 
 def emit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a plain aligned table for humans."""
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    cells = [[("" if v is None else human(v)) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, value in enumerate(row):
@@ -97,8 +137,68 @@ def emit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         click.echo("(none)")
 
 
+def database_label(url: str | None) -> str:
+    """Render a database URL for messages, with any password masked."""
+    if not url:
+        return "the database"
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "the database"
+
+
+# What drivers say when the schema is missing: SQLite, then PostgreSQL.
+_NOT_MIGRATED = ("no such table", "does not exist")
+
+
+def describe_database_error(error: SQLAlchemyError, url: str | None = None) -> str:
+    """Say in one line what went wrong with the database and what to do.
+
+    Never the SQL or its parameters (they may hold hashes or names), only the
+    driver's first line.
+    """
+    where = database_label(url)
+    if isinstance(error, DBAPIError):
+        lines = str(error.orig).strip().splitlines()
+        detail = lines[0] if lines else type(error.orig).__name__
+        # psycopg prefixes connection failures; the server's reason is what helps.
+        detail = re.sub(r"^connection failed: ", "", detail)
+        detail = re.sub(r"^.*?FATAL:\s+", "", detail)
+        if error.statement is None or _is_connection_error(error):
+            hint = (
+                "its folder must exist and be writable"
+                if where.startswith("sqlite")
+                else "is the server running, and does the database exist?"
+            )
+            return f"cannot connect to {where}: {detail} (check AUTHSERVER_DATABASE_URL: {hint})"
+        if any(marker in detail for marker in _NOT_MIGRATED):
+            return (
+                f"database error: {detail}; {where} is not migrated (run `authserver db upgrade`)"
+            )
+        return (
+            f"database error: {detail} ({where}; check AUTHSERVER_DATABASE_URL and run "
+            "`authserver db upgrade`)"
+        )
+    return f"database error: {error} ({where}; check AUTHSERVER_DATABASE_URL)"
+
+
+def _is_connection_error(error: DBAPIError) -> bool:
+    text = str(error.orig)
+    return error.connection_invalidated or any(
+        marker in text
+        for marker in (
+            "connection failed",
+            "failed to resolve host",
+            "unable to open database file",
+            "Connection refused",
+            "could not connect",
+            "timeout expired",
+        )
+    )
+
+
 def domain_errors(func: F) -> F:
-    """Turn domain errors into one clear line on stderr and exit status 1."""
+    """Turn domain and database errors into one clear line on stderr and exit status 1."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -106,15 +206,11 @@ def domain_errors(func: F) -> F:
             return func(*args, **kwargs)
         except AuthServerError as error:
             raise click.ClickException(error.message) from None
-        except DBAPIError as error:
+        except SQLAlchemyError as error:
             # The usual first-run mistakes (database down, `db upgrade` not yet run)
-            # deserve one line, not a driver traceback; never the SQL or parameters.
-            lines = str(error.orig).strip().splitlines()
-            detail = lines[0] if lines else type(error.orig).__name__
-            raise click.ClickException(
-                f"database error: {detail} (check AUTHSERVER_DATABASE_URL and run "
-                "`authserver db upgrade`)"
-            ) from None
+            # deserve one line, not a driver traceback.
+            url = current_app.config.get("DATABASE_URL") if current_app else None
+            raise click.ClickException(describe_database_error(error, url)) from None
 
     return wrapper  # type: ignore[return-value]
 

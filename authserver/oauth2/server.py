@@ -86,6 +86,10 @@ class AuthorizationServer(_FlaskServer):
         """Answer bad client credentials with 401 + WWW-Authenticate, and audit them."""
         if isinstance(error, InvalidClientError):
             error.status_code = 401
+            if (error.description or "").startswith(_AUTHLIB_METHODS_MESSAGE):
+                # Authlib's wording prints a Python list of every method, "none"
+                # included, even to a confidential client: say what went wrong.
+                error.description = CLIENT_AUTH_FAILED
             client_id = _presented_client_id()
             security_log.warning("client authentication failed client_id=%s", client_id)
             record_event_now("client.auth_failed", client_id=client_id)
@@ -98,6 +102,16 @@ class AuthorizationServer(_FlaskServer):
                 'Basic realm="authserver", error="invalid_client"'
             )
         return response
+
+
+_AUTHLIB_METHODS_MESSAGE = "The client cannot authenticate with methods"
+# One message for an unknown client, a wrong secret and a disabled client, as for
+# logins: the answer does not tell which client ids exist.
+CLIENT_AUTH_FAILED = (
+    "Client authentication failed: the client_id is unknown or disabled, or the "
+    "client_secret is wrong. Send the client_id and client_secret of a registered client, "
+    "with HTTP Basic or in the form body."
+)
 
 
 def reject_duplicate_parameters() -> None:

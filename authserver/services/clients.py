@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import joinedload
 
+from ..clock import format_utc
 from ..clock import utcnow
 from ..config import is_loopback_host
 from ..database import db
@@ -30,6 +31,7 @@ from ..models import CredentialSecret
 from ..models import OAuth2Client
 from ..models import ResourceServer
 from ..models import TokenFamily
+from ..models import User
 from ..models.oauth2 import ClientRules
 from ..security import hash_token
 from ..security import new_token
@@ -349,7 +351,7 @@ def rotate_secret(
     record_event(
         "secret.rotated",
         actor="cli",
-        old_secret_expires_at=old_expires.isoformat() if old_expires else None,
+        old_secret_expires_at=format_utc(old_expires) if old_expires else None,
         **kwargs,
     )
     db.session.commit()
@@ -637,26 +639,27 @@ def revoke_client_families(oauth_client: OAuth2Client, *, reason: str) -> int:
 
     Each revoked family gets a ``family.revoked`` audit row with the reason.
     """
-    family_ids = list(
-        db.session.scalars(
-            select(TokenFamily.id).where(
-                TokenFamily.oauth_client_id == oauth_client.id, TokenFamily.revoked_at.is_(None)
-            )
-        )
-    )
-    if not family_ids:
+    live = db.session.execute(
+        select(TokenFamily.id, User.username)
+        .join(User, User.id == TokenFamily.user_id)
+        .where(TokenFamily.oauth_client_id == oauth_client.id, TokenFamily.revoked_at.is_(None))
+    ).all()
+    if not live:
         return 0
+    family_ids = [family_id for family_id, _ in live]
     db.session.execute(
         update(TokenFamily)
         .where(TokenFamily.id.in_(family_ids))
         .values(revoked_at=utcnow(), revoke_reason=reason)
         .execution_options(synchronize_session=False)
     )
-    for family_id in family_ids:
+    # Every family.revoked row names the client and the user, whichever path revoked it.
+    for family_id, username in live:
         record_event(
             "family.revoked",
             actor="cli",
             client_id=oauth_client.client_id,
+            username=username,
             family=family_id,
             reason=reason,
         )

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..database import db
+from ..models import AccessToken
 from ..models import Consent
 from ..models import OAuth2Client
 from ..models import TokenFamily
@@ -58,6 +60,8 @@ class ConnectedApp:
     scopes: list[str]
     connected_at: datetime | None
     live_grants: int
+    #: When the app last obtained an access token (sign-in or refresh), if ever.
+    last_used_at: datetime | None = None
 
 
 def connected_apps(user: User) -> list[ConnectedApp]:
@@ -86,6 +90,7 @@ def connected_apps(user: User) -> list[ConnectedApp]:
         extra_client = db.session.get(OAuth2Client, client_pk)
         if extra_client is not None:
             by_client[client_pk] = (extra_client, [], None)
+    last_used = _last_token_issued(user)
     apps = [
         ConnectedApp(
             client_id=oauth_client.client_id,
@@ -93,10 +98,28 @@ def connected_apps(user: User) -> list[ConnectedApp]:
             scopes=sorted(scopes),
             connected_at=when,
             live_grants=sum(1 for f in families if f == pk),
+            last_used_at=last_used.get(pk),
         )
         for pk, (oauth_client, scopes, when) in by_client.items()
     ]
     return sorted(apps, key=lambda app: app.name.lower())
+
+
+def _last_token_issued(user: User) -> dict[int, datetime]:
+    """Return, per client, when the user's live grants last got an access token.
+
+    This is "last used" without a write on the hot paths: introspection and user
+    info stay read-only, and an app that keeps using its access refreshes at least
+    once per access-token lifetime (an hour by default), so the answer is at most
+    that stale. With never-expiring access tokens it is the time of connection.
+    """
+    rows = db.session.execute(
+        select(TokenFamily.oauth_client_id, func.max(AccessToken.issued_at))
+        .join(AccessToken, AccessToken.family_id == TokenFamily.id)
+        .where(TokenFamily.user_id == user.id, TokenFamily.revoked_at.is_(None))
+        .group_by(TokenFamily.oauth_client_id)
+    ).all()
+    return {client_pk: issued for client_pk, issued in rows if issued is not None}
 
 
 def disconnect(user: User, oauth_client: OAuth2Client) -> int:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import unicodedata
+from functools import cache
+from importlib.resources import files
 
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -39,7 +43,11 @@ def _check_username(username: str) -> str:
     return name
 
 
-def _check_password(password: str) -> None:
+def _check_password(password: str, *, username: str, email: str | None = None) -> None:
+    """Apply the password policy (NIST SP 800-63B §5.1.1.2: length and a blocklist).
+
+    :raises ValidationError: naming the rule the password breaks.
+    """
     if not password:
         raise ValidationError("password must not be empty")
     if len(password) > MAX_PASSWORD_LENGTH:
@@ -48,6 +56,28 @@ def _check_password(password: str) -> None:
         raise ValidationError("password must not contain NUL characters")
     if not _is_utf8(password):
         raise ValidationError("password must be valid UTF-8")
+    minimum = int(current_app.config["MIN_PASSWORD_LENGTH"])
+    if len(password) < minimum:
+        raise ValidationError(
+            f"password must be at least {minimum} characters "
+            "(AUTHSERVER_MIN_PASSWORD_LENGTH); a few words make a good one"
+        )
+    folded = password.strip().casefold()
+    if folded in {username.casefold(), (email or "").casefold()}:
+        raise ValidationError("password must not be the username or e-mail address")
+    if folded in common_passwords():
+        raise ValidationError(
+            "password is one of the most common passwords (attackers try these first); "
+            "choose another"
+        )
+
+
+@cache
+def common_passwords() -> frozenset[str]:
+    """Return the shipped list of the most common passwords (lowercased)."""
+    # Read only when a password is set (CLI), never in a serving worker.
+    data = files("authserver").joinpath("data", "common-passwords.txt.gz").read_bytes()
+    return frozenset(gzip.decompress(data).decode("utf-8").split())
 
 
 def _check_text(label: str, value: str, limit: int) -> str:
@@ -85,7 +115,7 @@ def create_user(username: str, *, name: str, password: str, email: str | None = 
         email = _check_text("email", email, 320)
         if "@" not in email:
             raise ValidationError("email must contain '@'")
-    _check_password(password)
+    _check_password(password, username=username, email=email)
     if get_user(username) is not None:
         raise ConflictError(f"user {username!r} already exists")
     user = User(
@@ -144,7 +174,7 @@ def authenticate(username: str, password: str) -> User | None:
 def set_password(username: str, password: str) -> User:
     """Change a user's password, end their sessions, and commit."""
     user = require_user(username)
-    _check_password(password)
+    _check_password(password, username=user.username, email=user.email)
     user.password_hash = hash_password(password)
     user.session_epoch += 1
     record_event("user.changed", actor="cli", username=user.username, change="password")

@@ -248,19 +248,28 @@ def test_audit_json_is_one_document_oldest_first(cli, history):
         ("2029-12-31T23:00:00Z", "login.failed", None, "walter"),
         ("2030-01-01T00:00:00Z", "secret.rotated", "ifttt", None),
     ]
-    assert rows[3]["details"] == {"old_secret_expires_at": "2030-01-02T00:00:00+00:00"}
+    assert rows[3]["details"] == {"old_secret_expires_at": "2030-01-02T00:00:00Z"}
     assert rows[0]["actor"] == "cli"
 
 
 def test_audit_table_by_default(cli, history):
     lines = ok(cli, "audit").stdout.splitlines()
-    assert lines[0].split() == ["TIME", "TYPE", "CLIENT_ID", "USERNAME", "DETAILS"]
+    assert lines[0].split() == [
+        "TIME",
+        "TYPE",
+        "CLIENT_ID",
+        "RESOURCE_SERVER",
+        "USERNAME",
+        "FAMILY",
+        "DETAILS",
+    ]
     assert len(lines) == 5
+    # Every time in one format, a stored "+00:00" included.
     assert lines[4].split() == [
         "2030-01-01T00:00:00Z",
         "secret.rotated",
         "ifttt",
-        "old_secret_expires_at=2030-01-02T00:00:00+00:00",
+        "old_secret_expires_at=2030-01-02T00:00:00Z",
     ]
 
 

@@ -246,10 +246,24 @@ def test_disable_ends_existing_sessions(http, user):
     assert http.get(APPS).status_code == 302
 
 
-def test_logout_rejects_get(http, user, login_as):
+def test_logout_get_explains_and_does_not_sign_out(http, user, login_as):
     login_as(user)
-    assert http.get("/logout").status_code == 405
+    page = http.get("/logout")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Sign out of authserver?" in html
+    assert 'method="post" action="/logout"' in html
+    assert 'name="csrf_token"' in html
+    # A link (or an image tag on another site) must not sign anyone out.
     assert http.get(APPS).status_code == 200
+
+
+def test_logout_get_when_signed_out_offers_sign_in(http):
+    page = http.get("/logout")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "You are signed out" in html
+    assert 'href="/login"' in html
 
 
 def test_logout_rejects_post_without_csrf_token(http, user, login_as):

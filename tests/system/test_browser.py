@@ -106,7 +106,7 @@ def test_browser_login_and_consent_redirects_to_ifttt_with_code(
         page.click("button[type=submit]")
 
         page.wait_for_url("**/oauth/authorize?**")
-        assert "Allow IFTTT to access your account?" in page.inner_text("h1")
+        assert "Allow IFTTT to access your authserver account?" in page.inner_text("h1")
         assert "Walter White" in page.inner_text("main")
         page.get_by_role("button", name="Allow").click()
 

@@ -237,7 +237,7 @@ def test_rotation_audit_names_owner_and_expiry_only(app):
     row = db.session.scalar(select(AuditEvent).where(AuditEvent.event_type == "secret.rotated"))
     assert row.details == {
         "resource_server": server.server_id,
-        "old_secret_expires_at": "2030-01-01T01:00:00+00:00",
+        "old_secret_expires_at": "2030-01-01T01:00:00Z",
     }
     assert old not in str(row.details)
     assert issued.secret not in str(row.details)
