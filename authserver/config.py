@@ -69,6 +69,10 @@ DEFAULTS: dict[str, Any] = {
     # seconds (0: before every use, one extra round trip per request), so a request
     # after a quiet spell never meets a connection a restart or failover killed.
     "DB_PING_AFTER_IDLE_SECONDS": 1,
+    # Seconds a worker may keep an authenticated client's or resource server's secret
+    # lookup in memory (0: look it up on every call). Any change to credentials ends
+    # every cached entry at once (see services/clients.py); this only bounds memory.
+    "CREDENTIAL_CACHE_SECONDS": 60,
     # Number of reverse proxies in front of the app whose X-Forwarded-* to trust.
     "PROXY_HOPS": 0,
     # Name of the service users sign in to, on every page and in the tab title.
@@ -238,6 +242,7 @@ def validate_config(settings: Mapping[str, Any]) -> None:
         "REFRESH_MAX_REPLAYS",
         "DB_TIMEOUT_SECONDS",
         "DB_PING_AFTER_IDLE_SECONDS",
+        "CREDENTIAL_CACHE_SECONDS",
         "PROXY_HOPS",
         "MAX_CONTENT_LENGTH",
         "MIN_PASSWORD_LENGTH",

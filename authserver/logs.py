@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
-import secrets
 import sys
 import time
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 from flask import Flask
@@ -15,33 +17,49 @@ from flask import Response
 from flask import g
 from flask import request
 
-from .clock import utcnow
-
 request_log = logging.getLogger("authserver.request")
 # A request id is echoed into headers and logs: keep it short and printable.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# One encoder for every line: json.dumps(..., default=str) would build a new one each time.
+_encode = json.JSONEncoder(default=str).encode
 
 
 class JsonFormatter(logging.Formatter):
     """Format records as one JSON object per line."""
 
+    # The date and time down to the second, rebuilt only when the second changes.
+    _second = -1
+    _prefix = ""
+
+    def timestamp(self, created: float) -> str:
+        """Return the record's creation time as ISO 8601 UTC with milliseconds."""
+        second = int(created)
+        if second != self._second:
+            # Called under the handler's lock, so the two fields change together.
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._prefix}.{int((created - second) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         """Render the record, its extra fields and any exception as JSON."""
         entry: dict[str, Any] = {
-            "time": utcnow().isoformat(timespec="milliseconds"),
+            "time": self.timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             # Which gunicorn worker wrote the line.
             "pid": record.process,
             "message": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = value
+        # The extra fields: a set difference in C, then only a handful of keys to look at
+        # (a loop over every attribute of the record cost 38k instructions a line).
+        fields = vars(record)
+        for key in sorted(fields.keys() - _RESERVED):
+            if not key.startswith("_"):
+                entry[key] = fields[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _encode(entry)
 
 
 def configure_logging(log_format: str) -> None:
@@ -58,6 +76,11 @@ def configure_logging(log_format: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # Every record otherwise looks up its thread's and multiprocessing process's
+    # names (the logging docs' own optimization advice): no format of ours shows
+    # them, and a request line is written on every call.
+    logging.logThreads = False
+    logging.logMultiprocessing = False
 
 
 def request_id() -> str:
@@ -80,7 +103,13 @@ def _assign_request_id() -> str:
         incoming = request.headers.get("X-Request-ID", "")
         # Anything else (too long, control characters, spaces) is replaced, so a caller
         # cannot forge log lines or bloat headers through it.
-        rid = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(16)
+        # A request id is a label, not a secret: Python's own generator (reseeded in
+        # each forked worker) spares the getrandom() system call of secrets.token_hex.
+        rid = (
+            incoming
+            if incoming and _REQUEST_ID.fullmatch(incoming)
+            else f"{random.getrandbits(128):032x}"
+        )
         g.request_id = rid
     return rid
 
@@ -100,27 +129,34 @@ def init_request_logging(app: Flask) -> None:
         # short before _start ran: the caller's id must still be echoed.
         rid = _assign_request_id()
         response.headers["X-Request-ID"] = rid
-        duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        route = request.url_rule.rule if request.url_rule else None
-        oauth_client = getattr(g, "log_client_id", None)
-        user_id = getattr(g, "log_user_id", None)
         if not request_log.isEnabledFor(logging.INFO):
             return response
-        request_log.info(
-            "%s %s %s %.1fms",
-            request.method,
-            route or "<unmatched>",
-            response.status_code,
-            duration_ms,
-            extra={
-                "request_id": rid,
-                "method": request.method,
-                "route": route,
-                "status": response.status_code,
-                "duration_ms": round(duration_ms, 2),
-                "client_id": oauth_client,
-                "user_id": user_id,
-                "remote_addr": request.remote_addr,
-            },
+        started = g.get("started")
+        duration_ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
+        rule = request.url_rule
+        route = rule.rule if rule is not None else None
+        method, status = request.method, response.status_code
+        # The record is made and handled directly: Logger.info would first walk the
+        # stack to find the caller's file and line, which no format of ours shows.
+        request_log.handle(
+            request_log.makeRecord(
+                request_log.name,
+                logging.INFO,
+                __file__,
+                0,
+                "%s %s %s %.1fms",
+                (method, route or "<unmatched>", status, duration_ms),
+                None,
+                extra={
+                    "request_id": rid,
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(duration_ms, 2),
+                    "client_id": g.get("log_client_id"),
+                    "user_id": g.get("log_user_id"),
+                    "remote_addr": request.remote_addr,
+                },
+            )
         )
         return response

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import hmac
 import os
 import time
+from typing import Any
 
 from flask import Flask
 from flask import Response
@@ -44,6 +46,48 @@ EVENTS = {
 }
 
 
+# The labelled children, by (endpoint, method, status): prometheus-client's labels()
+# checks, locks and builds its key on every call; this is one dict lookup.
+_Children = tuple[Any, Any]
+_children: dict[tuple[str, str, int], _Children] = {}
+
+
+def _children_of(endpoint: str, method: str, status: int) -> _Children:
+    key = (endpoint, method, status)
+    found = _children.get(key)
+    if found is None:
+        code = str(status)
+        found = (REQUESTS.labels(endpoint, method, code), LATENCY.labels(endpoint, code))
+        _children[key] = found
+    return found
+
+
+class _ReadyFilesCollector(multiprocess.MultiProcessCollector):
+    """prometheus-client's multiprocess collector, minus files still being created.
+
+    A worker that is starting opens its metric file and only then sizes it: read in
+    between, the empty file fails the whole scrape (a 500, seen while gunicorn starts
+    or replaces a worker). An empty file holds no values, so it is skipped.
+    """
+
+    def __init__(self, path: str, registry: CollectorRegistry) -> None:
+        super().__init__(registry, path)  # type: ignore[no-untyped-call]
+        self.folder = path
+
+    def collect(self) -> Any:
+        """Merge every metric file that has been sized."""
+        files = [path for path in glob.glob(os.path.join(self.folder, "*.db")) if _sized(path)]
+        return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+
+
+def _sized(path: str) -> bool:
+    # A dead worker's file may also vanish between listing and reading.
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
+
+
 def count(name: str) -> None:
     """Increment one of the named event counters."""
     EVENTS[name].inc()
@@ -55,14 +99,14 @@ def init_metrics(app: Flask) -> None:
 
     @app.after_request
     def _observe(response: Response) -> Response:
-        endpoint = request.endpoint or "unmatched"
+        requests, latency = _children_of(
+            request.endpoint or "unmatched", request.method, response.status_code
+        )
         # Set by the request log's before_request hook (authserver.logs).
         started = g.get("started")
         if started is not None:
-            LATENCY.labels(endpoint, str(response.status_code)).observe(
-                time.perf_counter() - started
-            )
-        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+            latency.observe(time.perf_counter() - started)
+        requests.inc()
         return response
 
     @app.get("/metrics")
@@ -72,9 +116,10 @@ def init_metrics(app: Flask) -> None:
         # Hidden (404) rather than 401, so scanners learn nothing.
         if not token or not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
             abort(404)
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            _ReadyFilesCollector(folder, registry)
             payload = generate_latest(registry)
         else:
             payload = generate_latest()

@@ -53,6 +53,11 @@ HOW_TO_READ = """\
   on both sides of the loopback, and PostgreSQL competes for the same cores.
   The absolute numbers say little about a bigger machine; compare ratios within
   one run (W1 against W0, PostgreSQL against SQLite, before against after a change).
+- "Against the reference" divides authserver's rate by the reference app's
+  (bench/reference: Flask + SQLAlchemy Core doing the least each workload needs)
+  measured in the same run, rounds alternating between the two servers; the issue's
+  targets are ≥ 0.85x on W0-W3, a p99 at most 2x the reference's and no non-2xx.
+  A ratio is far steadier than an absolute rate on a shared machine.
 - W0 (`/healthz`, no database) is the ceiling of the framework and server
   settings; a workload close to W0 is limited by the stack, not by its own code.
 - Each value is the median of the rounds; "rounds" in the notes shows the spread.
@@ -92,6 +97,21 @@ class DatabaseRun:
     url_shown: str
     results: list[WorkloadResult] = field(default_factory=list)
     memory: list[tuple[str, int, float, float]] = field(default_factory=list)
+    #: The reference app's results and memory, measured in the same run.
+    reference: list[WorkloadResult] = field(default_factory=list)
+    reference_memory: list[tuple[str, int, float, float]] = field(default_factory=list)
+    reference_log: LogSummary | None = None
+    #: authserver under a second server mode (--also-server): its name and results.
+    also: tuple[str, list[WorkloadResult]] | None = None
+    also_memory: list[tuple[str, int, float, float]] = field(default_factory=list)
+
+    def servers(self) -> list[tuple[str, list[WorkloadResult]]]:
+        """Return (server label, results) for authserver, any second mode, the reference."""
+        found = [("authserver", self.results)]
+        if self.also is not None:
+            found.append((f"authserver ({self.also[0]})", self.also[1]))
+        return [*found, ("reference", self.reference)]
+
     scaling: list[ScaleRow] = field(default_factory=list)
     purge: str = ""
     server_version: str | None = None
@@ -105,10 +125,11 @@ def fmt_rate(value: float) -> str:
 
 
 def result_rows(runs: list[DatabaseRun]) -> list[list[str]]:
-    """One row per database and workload."""
+    """One row per database, server and workload."""
     return [
         [
             run.label,
+            server,
             f"{r.workload.name} {r.workload.title}",
             fmt_rate(r.rate),
             f"{r.p50_ms:.1f}",
@@ -118,12 +139,41 @@ def result_rows(runs: list[DatabaseRun]) -> list[list[str]]:
             r.notes(),
         ]
         for run in runs
-        for r in run.results
+        for server, results in run.servers()
+        for r in results
     ]
 
 
-RESULT_HEADER = ["db", "workload", "req/s", "p50 ms", "p99 ms", "non-2xx", "exhausted", "notes"]
-MEMORY_HEADER = ["db", "process", "pid", "peak RSS MiB (VmHWM)", "RSS after the run MiB"]
+RESULT_HEADER = [
+    "db",
+    "server",
+    "workload",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "non-2xx",
+    "exhausted",
+    "notes",
+]
+RATIO_HEADER = [
+    "db",
+    "workload",
+    "authserver req/s",
+    "reference req/s",
+    "authserver/reference",
+    "authserver p99 ms",
+    "reference p99 ms",
+    "p99 ratio",
+    "targets (≥ 0.85x, p99 ≤ 2x, 0 non-2xx)",
+]
+MEMORY_HEADER = [
+    "db",
+    "server",
+    "process",
+    "pid",
+    "peak RSS MiB (VmHWM)",
+    "RSS after the run MiB",
+]
 SCALE_HEADER = [
     "db",
     "workload",
@@ -135,14 +185,57 @@ SCALE_HEADER = [
     "non-2xx",
     "flag",
 ]
+#: The issue's targets: throughput at least this share of the reference's ...
+RATIO_TARGET = 0.85
+#: ... and a p99 at most this multiple of the reference's.
+P99_TARGET = 2.0
+
+
+def ratio_rows(runs: list[DatabaseRun]) -> list[list[str]]:
+    """One row per workload both servers ran: authserver over the reference."""
+    rows = []
+    for run in runs:
+        reference = {r.workload.name: r for r in run.reference}
+        mine_all = [(server, r) for server, results in run.servers()[:-1] for r in results]
+        for server, mine in mine_all:
+            ref = reference.get(mine.workload.name)
+            if ref is None:
+                continue
+            ratio = mine.rate / ref.rate if ref.rate else 0.0
+            p99_ratio = mine.p99_ms / ref.p99_ms if ref.p99_ms else 0.0
+            met = (
+                ratio >= RATIO_TARGET
+                and p99_ratio <= P99_TARGET
+                and mine.non2xx == 0
+                and ref.non2xx == 0
+            )
+            rows.append(
+                [
+                    run.label if server == "authserver" else f"{run.label}, {server}",
+                    f"{mine.workload.name} {mine.workload.title}",
+                    fmt_rate(mine.rate),
+                    fmt_rate(ref.rate),
+                    f"{ratio:.2f}",
+                    f"{mine.p99_ms:.1f}",
+                    f"{ref.p99_ms:.1f}",
+                    f"{p99_ratio:.2f}",
+                    "met" if met else "NOT MET",
+                ]
+            )
+    return rows
 
 
 def memory_rows(runs: list[DatabaseRun]) -> list[list[str]]:
     """One row per server process."""
     return [
-        [run.label, role, str(pid), f"{peak:.1f}", f"{now:.1f}"]
+        [run.label, server, role, str(pid), f"{peak:.1f}", f"{now:.1f}"]
         for run in runs
-        for role, pid, peak, now in run.memory
+        for server, memory in (
+            ("authserver", run.memory),
+            (f"authserver ({run.also[0]})" if run.also else "", run.also_memory),
+            ("reference", run.reference_memory),
+        )
+        for role, pid, peak, now in memory
     ]
 
 
@@ -195,6 +288,10 @@ def markdown(
         md_pairs(versions),
         "### Settings",
         md_pairs(settings),
+        "### Against the reference",
+        md_table(RATIO_HEADER, ratio_rows(runs))
+        if any(run.reference for run in runs)
+        else "The reference app was not run (--no-reference).",
         "### Results",
         md_table(RESULT_HEADER, result_rows(runs)),
         "### Memory",
@@ -203,7 +300,7 @@ def markdown(
     if any(run.scaling for run in runs):
         parts += ["### Scaling", md_table(SCALE_HEADER, scale_rows(runs))]
         parts += [run.purge for run in runs if run.purge]
-    log_lines = [f"- {run.label}: {line}" for run in runs if run.log for line in run.log.lines()]
+    log_lines = [f"- {line}" for line in log_findings(runs)]
     parts += [
         "### Server log",
         "\n".join(log_lines)
@@ -220,11 +317,24 @@ def text_report(runs: list[DatabaseRun]) -> str:
         text_table(RESULT_HEADER, result_rows(runs)),
         text_table(MEMORY_HEADER, memory_rows(runs)),
     ]
+    if any(run.reference for run in runs):
+        parts.insert(0, text_table(RATIO_HEADER, ratio_rows(runs)))
     if any(run.scaling for run in runs):
         parts.append(text_table(SCALE_HEADER, scale_rows(runs)))
         parts += [run.purge for run in runs if run.purge]
-    parts += [f"{run.label}: {line}" for run in runs if run.log for line in run.log.lines()]
+    parts += log_findings(runs)
     return "\n\n".join(parts)
+
+
+def log_findings(runs: list[DatabaseRun]) -> list[str]:
+    """Return what the servers' logs hold beyond routine lines, one line each."""
+    return [
+        f"{run.label} {server}: {line}"
+        for run in runs
+        for server, log in (("authserver", run.log), ("reference", run.reference_log))
+        if log
+        for line in log.lines()
+    ]
 
 
 # Machine, versions and rendering ---------------------------------------------------

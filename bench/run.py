@@ -20,6 +20,13 @@ For each database it:
 5. optionally (--scale) adds 10k and 1M token families and re-runs W1 and W3;
 6. reads the peak RSS (VmHWM) of the gunicorn master and workers.
 
+Unless --no-reference, it does the same for the reference app (bench/reference:
+Flask + SQLAlchemy Core doing the least W0-W3 need) on its own database of the
+same engine, seeded with as many users and tokens, under the same gunicorn flags.
+Both servers run side by side and the rounds alternate between them (authserver
+first in odd rounds, the reference first in even ones), so the report can give
+each workload as a ratio authserver/reference measured under the same conditions.
+
 It prints tables and, with --output, rewrites the generated part of a Markdown
 file (`make bench` writes docs/performance.md).
 
@@ -42,6 +49,8 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +76,7 @@ from bench.report import ScaleRow  # noqa: E402
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/authserver_bench"
 SCALED = ("W1", "W3")
+REFERENCE_WORKLOADS = ("W0", "W1", "W2", "W3")
 SETTLE_SECONDS = 0.5
 NOTABLE_LOG = "server-notable.log"
 
@@ -92,6 +102,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="how to start the server (see bench/server.py)",
     )
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument(
+        "--also-server",
+        choices=sorted(servers.SERVER_MODES),
+        help="also run authserver under this server mode, side by side on the same "
+        "database with its own single-use material (e.g. granian against gunicorn)",
+    )
+    parser.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the reference app (bench/reference) in the same run",
+    )
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--duration", type=int, default=10, help="seconds per round")
@@ -204,54 +226,82 @@ def material_files(
     return files
 
 
+@dataclass
+class Target:
+    """One server under test and the material its requests carry."""
+
+    label: str
+    base_url: str
+    workloads: list[str]
+    access_file: Path
+    files: dict[tuple[str, int], Path]
+    results: dict[str, WorkloadResult] = field(default_factory=dict)
+
+
 def run_rounds(
-    label: str,
-    base_url: str,
-    workloads: list[str],
+    targets: list[Target],
     args: argparse.Namespace,
     load: LoadSettings,
     credentials: Credentials,
-    access_file: Path,
-    files: dict[tuple[str, int], Path],
-) -> dict[str, WorkloadResult]:
-    """Run every workload once per round (rounds interleaved, to spread out noise)."""
-    results = {name: WorkloadResult(label, WORKLOADS[name]) for name in workloads}
+) -> None:
+    """Run every workload once per round on every target, rounds interleaved.
+
+    Within a workload the targets take turns, and their order flips every round,
+    so a machine that slows down or speeds up during the run tilts neither side.
+    """
+    for target in targets:
+        target.results = {
+            name: WorkloadResult(target.label, WORKLOADS[name]) for name in target.workloads
+        }
+    names = [n for n in WORKLOADS if any(n in t.workloads for t in targets)]
     for r in range(args.rounds):
-        for name in workloads:
+        for name in names:
             workload = WORKLOADS[name]
-            tokens = access_file if workload.material == "access" else files.get((name, r))
-            outcome = loadgen.run_wrk(base_url, workload, tokens, load, credentials)
-            results[name].rounds.append(outcome)
-            log_step(
-                f"{label} round {r + 1} {name}: {outcome.rate:.0f} req/s, "
-                f"p99 {outcome.p99_ms:.1f} ms, non-2xx {outcome.non2xx}"
-                + (" (EXHAUSTED)" if outcome.exhausted else "")
-            )
-            # wrk stops sending at the deadline, but requests already queued in the
-            # listen backlog are still being served: let them finish, so they neither
-            # slow the next workload nor race with seeding.
-            time.sleep(SETTLE_SECONDS)
-    return results
+            order = targets if r % 2 == 0 else targets[::-1]
+            for target in order:
+                if name not in target.workloads:
+                    continue
+                tokens = (
+                    target.access_file
+                    if workload.material == "access"
+                    else target.files.get((name, r))
+                )
+                outcome = loadgen.run_wrk(target.base_url, workload, tokens, load, credentials)
+                target.results[name].rounds.append(outcome)
+                log_step(
+                    f"{target.label} round {r + 1} {name}: {outcome.rate:.0f} req/s, "
+                    f"p99 {outcome.p99_ms:.1f} ms, non-2xx {outcome.non2xx}"
+                    + (" (EXHAUSTED)" if outcome.exhausted else "")
+                )
+                # wrk stops sending at the deadline, but requests already queued in the
+                # listen backlog are still being served: let them finish, so they neither
+                # slow the next workload nor race with seeding.
+                time.sleep(SETTLE_SECONDS)
 
 
 def run_database(
     label: str, url: str, args: argparse.Namespace, workdir: Path, load: LoadSettings
 ) -> DatabaseRun:
-    """Prepare, seed, serve and measure one database."""
+    """Prepare, seed, serve and measure one database (and the reference's twin)."""
     from sqlalchemy.engine import make_url
 
     folder = workdir / label
     folder.mkdir(parents=True, exist_ok=True)
     run = DatabaseRun(label, "")
+    reference_url = ""
     if label == "postgresql":
         log_step(f"postgresql: resetting {make_url(url).render_as_string(hide_password=True)}")
         run.server_version = seeding.reset_postgres(url)
         run.url_shown = make_url(url).render_as_string(hide_password=True)
+        if args.reference:
+            reference_url = reference_pg_url(url)
+            seeding.reset_postgres(reference_url)
     else:
         # A --workdir may hold an earlier run's database: start from nothing.
-        for leftover in folder.glob("bench.db*"):
+        for leftover in [*folder.glob("bench.db*"), *folder.glob("reference.db*")]:
             leftover.unlink()
         url = "sqlite:///" + str(folder / "bench.db")
+        reference_url = "sqlite:///" + str(folder / "reference.db")
         run.url_shown = "a fresh SQLite file in the temp work dir (WAL)"
     port = servers.free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -276,35 +326,148 @@ def run_database(
         accounts.rs_secret,
         seeding.REDIRECT_URI,
     )
+    targets = [Target(f"{label} authserver", base_url, list(args.workloads), access_file, files)]
+    specs = [servers.SERVER_MODES[args.server](port=port, workers=args.workers, env=env)]
+    logs = [folder / "server.log"]
+    if args.also_server:
+        also_port = servers.free_port()
+        with seeding.app_context(env):
+            also_files = material_files(accounts, args, folder, args.workloads, "also-")
+        seeding.settle(url)
+        targets.append(
+            Target(
+                f"{label} authserver ({args.also_server})",
+                f"http://127.0.0.1:{also_port}",
+                list(args.workloads),
+                access_file,
+                also_files,
+            )
+        )
+        specs.append(
+            servers.SERVER_MODES[args.also_server](port=also_port, workers=args.workers, env=env)
+        )
+        logs.append(folder / "also-server.log")
+    reference = None
+    if args.reference and any(n in REFERENCE_WORKLOADS for n in args.workloads):
+        ref_port = servers.free_port()
+        ref_target, ref_env = seed_reference(
+            reference_url, folder, args, credentials, f"http://127.0.0.1:{ref_port}"
+        )
+        ref_target.label = f"{label} reference"
+        targets.append(ref_target)
+        reference = servers.reference_spec(port=ref_port, workers=args.workers, env=ref_env)
+        specs.append(reference)
+        logs.append(folder / "reference.log")
 
-    spec = servers.SERVER_MODES[args.server](port=port, workers=args.workers, env=env)
-    log_step(f"{label}: seeded in {run.seed_seconds:.1f} s; starting {spec.description}")
-    server = servers.start(spec, base_url, folder / "server.log")
+    log_step(
+        f"{label}: seeded in {run.seed_seconds:.1f} s; starting "
+        + ", ".join(spec.description for spec in specs)
+    )
+    running: list[servers.RunningServer] = []
     try:
+        for spec, target, log_path in zip(specs, targets, logs, strict=True):
+            running.append(servers.start(spec, target.base_url, log_path))
         if args.warmup:
             # First requests pay for imports, connection pools and query compilation
             # in each worker; W2 warms the database path without using up anything.
-            loadgen.run_wrk(
-                base_url, WORKLOADS["W0"], None, load, credentials, duration=args.warmup
-            )
-            loadgen.run_wrk(
-                base_url, WORKLOADS["W2"], access_file, load, credentials, duration=args.warmup
-            )
-        results = run_rounds(
-            label, base_url, args.workloads, args, load, credentials, access_file, files
-        )
-        run.results = list(results.values())
+            for target in targets:
+                for name in ("W0", "W2"):
+                    loadgen.run_wrk(
+                        target.base_url,
+                        WORKLOADS[name],
+                        target.access_file if name == "W2" else None,
+                        load,
+                        credentials,
+                        duration=args.warmup,
+                    )
+        run_rounds(targets, args, load, credentials)
+        run.results = list(targets[0].results.values())
+        if reference is not None:
+            run.reference = list(targets[-1].results.values())
+        if args.also_server:
+            run.also = (args.also_server, list(targets[1].results.values()))
         if args.scale and any(name in args.workloads for name in SCALED):
             run_scale(
-                run, results, accounts, env, args, load, credentials, access_file, folder, base_url
+                run,
+                targets[0].results,
+                accounts,
+                env,
+                args,
+                load,
+                credentials,
+                access_file,
+                folder,
+                base_url,
             )
-        if not server.alive():
-            raise SystemExit(f"{label}: the server died during the run; see {server.log_path}")
-        run.memory = server.memory()
+        for server in running:
+            if not server.alive():
+                raise SystemExit(f"{label}: a server died during the run; see {server.log_path}")
+        run.memory = running[0].memory()
+        if reference is not None:
+            run.reference_memory = running[-1].memory()
+        if args.also_server:
+            run.also_memory = running[1].memory()
     finally:
-        server.stop()
+        for server in running:
+            server.stop()
     run.log = servers.summarize_log(folder / "server.log", folder / NOTABLE_LOG)
+    if reference is not None:
+        run.reference_log = servers.summarize_log(folder / "reference.log")
     return run
+
+
+def reference_pg_url(url: str) -> str:
+    """Return the reference's PostgreSQL database: the bench's name + ``_reference``."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_reference").render_as_string(hide_password=False)
+
+
+def seed_reference(
+    url: str,
+    folder: Path,
+    args: argparse.Namespace,
+    credentials: Credentials,
+    base_url: str,
+) -> tuple[Target, dict[str, str]]:
+    """Create and fill the reference's database like authserver's; return its target and env.
+
+    The same number of users (one access token each) and of fresh refresh tokens
+    per round; the secrets are authserver's, so one wrk environment serves both.
+    """
+    from sqlalchemy import create_engine
+
+    from bench.reference import schema
+
+    engine = create_engine(url)
+    try:
+        schema.create(engine)
+        user_ids, access = schema.seed_users(engine, args.users)
+        files = {}
+        if "W3" in args.workloads:
+            for r in range(args.rounds):
+                tokens = schema.seed_refresh_tokens(engine, user_ids, args.max_rate * args.duration)
+                files["W3", r] = loadgen.write_tokens(
+                    folder / f"reference-W3-round{r + 1}.txt", tokens
+                )
+    finally:
+        engine.dispose()
+    seeding.settle(url)
+    access_file = loadgen.write_tokens(folder / "reference-access.txt", access)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHSERVER_", "REFERENCE_"))}
+    env.update(
+        {
+            "REFERENCE_DATABASE_URL": url,
+            "REFERENCE_ISSUER": base_url,
+            "REFERENCE_RS_ID": credentials.rs_id,
+            "REFERENCE_RS_DIGEST": schema.digest(credentials.rs_secret),
+            "REFERENCE_CLIENT_ID": credentials.client_id,
+            "REFERENCE_CLIENT_DIGEST": schema.digest(credentials.client_secret),
+        }
+    )
+    workloads = [n for n in args.workloads if n in REFERENCE_WORKLOADS]
+    return Target("reference", base_url, workloads, access_file, files), env
 
 
 def run_scale(
@@ -335,10 +498,9 @@ def run_scale(
         seeding.settle(str(env["AUTHSERVER_DATABASE_URL"]))
         added = level
         log_step(f"{run.label}: filled in {time.monotonic() - started:.1f} s; rows {counts}")
-        results = run_rounds(
-            f"{run.label} +{level}", base_url, scaled, args, load, credentials, access_file, files
-        )
-        run.scaling.append(ScaleRow(level, counts, results))
+        target = Target(f"{run.label} +{level}", base_url, scaled, access_file, files)
+        run_rounds([target], args, load, credentials)
+        run.scaling.append(ScaleRow(level, counts, target.results))
     # What the nightly purge costs on tables this size (it finds nothing to delete:
     # every filler family is live, which is exactly the scan it has to do).
     started = time.monotonic()
@@ -362,6 +524,10 @@ def settings_summary(args: argparse.Namespace, runs: list[DatabaseRun]) -> dict[
     spec = servers.SERVER_MODES[args.server](port=0, workers=args.workers, env={})
     shown = {
         "server": spec.description,
+        "reference": "bench/reference (Flask + SQLAlchemy Core), same gunicorn flags, "
+        "its own database of the same engine seeded with as many users and tokens"
+        if args.reference
+        else "not run (--no-reference)",
         "wrk": f"{args.threads} threads, {args.connections} connections, loopback",
         "duration and rounds": f"{args.duration} s, {args.rounds} rounds (medians reported), "
         f"{args.warmup} s warm-up of W0 and W2",
@@ -422,9 +588,9 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run_database(label, args.pg_url, args, workdir, load))
         ok = True
     finally:
-        findings = any(r.non2xx or r.exhausted for run in runs for r in run.results) or any(
-            run.log and run.log.levels for run in runs
-        )
+        findings = any(
+            r.non2xx or r.exhausted for run in runs for _, results in run.servers() for r in results
+        ) or any(run.log and run.log.levels for run in runs)
         if temporary and not args.keep_workdir:
             if ok and not findings:
                 shutil.rmtree(workdir, ignore_errors=True)

@@ -1,9 +1,8 @@
 """Start the server under test, wait for it, stop it, read its memory.
 
 A *server mode* is a function that returns the command line and environment to
-start the server; ``SERVER_MODES`` lists them for ``--server``. Only gunicorn
-(``authserver serve``) exists today; another mode (a different worker class, a
-different WSGI server) is one more function and one more entry in the dict.
+start the server; ``SERVER_MODES`` lists them for ``--server``. The reference app
+(bench/reference) is started by ``reference_spec`` under the same gunicorn flags.
 """
 
 from __future__ import annotations
@@ -63,6 +62,8 @@ class ServerSpec:
     argv: list[str]
     env: dict[str, str]
     description: str
+    #: Answers 200 once the server can take the load.
+    ready_path: str = "/readyz"
 
 
 def gunicorn_mode(*, port: int, workers: int, env: dict[str, str]) -> ServerSpec:
@@ -80,7 +81,65 @@ def gunicorn_mode(*, port: int, workers: int, env: dict[str, str]) -> ServerSpec
     return ServerSpec(argv, env, f"authserver serve (gunicorn), {workers} workers")
 
 
-SERVER_MODES: dict[str, Callable[..., ServerSpec]] = {"gunicorn": gunicorn_mode}
+def granian_mode(*, port: int, workers: int, env: dict[str, str]) -> ServerSpec:
+    """Granian's WSGI interface, one blocking thread per worker (as sync workers).
+
+    Measured as a candidate replacement for gunicorn (docs/performance.md); needs
+    ``pip install granian``. Metrics are counted across workers as under serve.
+    """
+    import tempfile
+
+    granian = Path(sys.executable).with_name("granian")
+    if not granian.exists():
+        raise SystemExit("bench: --server granian needs granian: .venv/bin/pip install granian")
+    metrics = tempfile.mkdtemp(prefix="authserver-metrics-")
+    argv = [
+        str(granian),
+        "--interface",
+        "wsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        "1",
+        "--no-ws",
+        "authserver.wsgi:app",
+    ]
+    env = {**env, "PROMETHEUS_MULTIPROC_DIR": metrics}
+    return ServerSpec(argv, env, f"granian (WSGI, 1 blocking thread), {workers} workers")
+
+
+SERVER_MODES: dict[str, Callable[..., ServerSpec]] = {
+    "gunicorn": gunicorn_mode,
+    "granian": granian_mode,
+}
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def reference_spec(*, port: int, workers: int, env: dict[str, str]) -> ServerSpec:
+    """Return how to start the reference app, with the gunicorn flags of `authserver serve`."""
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--timeout",
+        "30",
+        "--graceful-timeout",
+        "30",
+        "--config",
+        "python:bench.reference.gunicorn_conf",
+        "bench.reference.wsgi:app",
+    ]
+    env = {**env, "PYTHONPATH": str(ROOT)}
+    return ServerSpec(argv, env, f"reference app (gunicorn), {workers} workers", "/healthz")
 
 
 @dataclass
@@ -115,7 +174,7 @@ class RunningServer:
 
 
 def start(spec: ServerSpec, base_url: str, log_path: Path, timeout: float = 60) -> RunningServer:
-    """Start the server, stdout and stderr to ``log_path``; wait until /readyz says 200."""
+    """Start the server, stdout and stderr to ``log_path``; wait until it says it is ready."""
     with open(log_path, "ab") as log:
         process = subprocess.Popen(  # noqa: S603 - argv built by a server mode above
             spec.argv,
@@ -123,6 +182,7 @@ def start(spec: ServerSpec, base_url: str, log_path: Path, timeout: float = 60) 
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=ROOT,
         )
     server = RunningServer(process, base_url, log_path)
     deadline = time.monotonic() + timeout
@@ -130,7 +190,7 @@ def start(spec: ServerSpec, base_url: str, log_path: Path, timeout: float = 60) 
         if process.poll() is not None:
             raise SystemExit(f"the server exited early (code {process.returncode}); see {log_path}")
         try:
-            with urllib.request.urlopen(base_url + "/readyz", timeout=2) as response:  # noqa: S310 - our own http URL
+            with urllib.request.urlopen(base_url + spec.ready_path, timeout=2) as response:  # noqa: S310 - our own http URL
                 if response.status == 200:
                     return server
         except (urllib.error.URLError, OSError):

@@ -1,6 +1,7 @@
 """Every model, imported so that each table is registered with the metadata."""
 
 from .audit import AuditEvent
+from .credentials import CredentialChanges
 from .oauth2 import AccessToken
 from .oauth2 import AuthorizationCode
 from .oauth2 import Consent
@@ -17,6 +18,7 @@ __all__ = [
     "AuditEvent",
     "AuthorizationCode",
     "Consent",
+    "CredentialChanges",
     "CredentialSecret",
     "OAuth2Client",
     "RefreshToken",

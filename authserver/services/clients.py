@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import secrets as std_secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -11,6 +13,7 @@ from typing import Any
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from flask import current_app
 from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import select
@@ -467,20 +470,110 @@ def match_secret(owner_id: str, secret: str) -> SecretMatch | None:
 def _match(owner_id: str, secret: str) -> tuple[SecretMatch, Any] | None:
     if not owner_id or not secret or len(owner_id) > 64 or len(secret) > 512:
         return None
-    row = db.session.connection().execute(_MATCH_SECRET, {"digest": hash_token(secret)}).first()
-    if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
+    cache = _credential_cache()
+    row = cache.lookup(hash_token(secret))
+    if row is None:
         return None
+    # Expiry and the owner's state are checked on every call, cached row or not.
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        return None
+    last_used = cache.last_used_at(row.id, row.last_used_at)
     if row.rs_pk is not None:
         if row.rs_disabled or row.server_id != owner_id:
             return None
         return SecretMatch(
-            "resource_server", row.rs_pk, row.server_id, row.id, row.expires_at, row.last_used_at
+            "resource_server", row.rs_pk, row.server_id, row.id, row.expires_at, last_used
         ), row
     if row.client_disabled or not row.is_confidential or row.client_id != owner_id:
         return None
     return SecretMatch(
-        "client", row.client_pk, row.client_id, row.id, row.expires_at, row.last_used_at
+        "client", row.client_pk, row.client_id, row.id, row.expires_at, last_used
     ), row
+
+
+_CACHE_KEY = "authserver.credential_cache"
+_GENERATION = "SELECT generation FROM credential_changes WHERE id = 1"
+
+
+class CredentialCache:
+    """The rows of recently matched secrets, by digest, valid for one generation.
+
+    Introspection and the token endpoint authenticate their caller on every call,
+    with one query joining the secret to its owner. This keeps the row instead, and
+    uses it only while ``credential_changes.generation`` still holds the value read
+    just before the row was: database triggers bump it in the very transaction that
+    changes a secret, client or resource server (migration 0007), so a rotation, an
+    ended overlap, a disable or a delete is seen by every worker on its next call.
+    Reading the generation is one indexed single-row read on the raw connection,
+    a fraction of the lookup it replaces. Only found rows are kept (a wrong secret
+    matches none), at most MAX_ENTRIES of them, each for ``ttl`` seconds at most.
+    """
+
+    MAX_ENTRIES = 1024
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._rows: dict[str, tuple[int, float, Any]] = {}
+        # last_used_at written by this worker since the rows were read (the triggers
+        # ignore that column, so a cached row keeps the value it was read with).
+        self._used: dict[int, datetime] = {}
+        self._lock = threading.Lock()
+
+    def last_used_at(self, secret_id: int, read: datetime | None) -> datetime | None:
+        """Return the later of a row's last_used_at and the last use noted here."""
+        noted = self._used.get(secret_id)
+        if noted is None or (read is not None and read >= noted):
+            return read
+        return noted
+
+    def note_use(self, secret_id: int, when: datetime) -> None:
+        """Remember that this worker wrote the secret's last_used_at."""
+        with self._lock:
+            if len(self._used) >= self.MAX_ENTRIES:
+                self._used.clear()
+            self._used[secret_id] = when
+
+    def lookup(self, digest: str) -> Any:
+        """Return the secret's row joined to its owner (cached or read), or None."""
+        connection = db.session.connection()
+        if self.ttl <= 0:
+            return connection.execute(_MATCH_SECRET, {"digest": digest}).first()
+        # The generation first: a change committed after this read bumps it again,
+        # so a row read below is never kept under a generation newer than itself.
+        # The DBAPI connection itself (sqlite3 or psycopg): no statement compilation,
+        # no result machinery, for a read that runs on every authenticated call.
+        raw: Any = connection.connection.driver_connection
+        try:
+            found = raw.execute(_GENERATION).fetchone()
+        except connection.dialect.loaded_dbapi.Error:
+            # Through SQLAlchemy again, so that the failure is what every other query
+            # raises (DBAPIError: a 503 for an outage) and a dead connection is dropped.
+            found = connection.exec_driver_sql(_GENERATION).first()
+        generation = found[0] if found is not None else None
+        now = time.monotonic()
+        cached = self._rows.get(digest)
+        if (
+            cached is not None
+            and generation is not None
+            and cached[0] == generation
+            and now < cached[1]
+        ):
+            return cached[2]
+        row = connection.execute(_MATCH_SECRET, {"digest": digest}).first()
+        if row is not None and generation is not None:
+            with self._lock:
+                if len(self._rows) >= self.MAX_ENTRIES:
+                    self._rows.clear()
+                self._rows[digest] = (generation, now + self.ttl, row)
+        return row
+
+
+def _credential_cache() -> CredentialCache:
+    cache: CredentialCache | None = current_app.extensions.get(_CACHE_KEY)
+    if cache is None:
+        cache = CredentialCache(float(current_app.config["CREDENTIAL_CACHE_SECONDS"]))
+        current_app.extensions[_CACHE_KEY] = cache
+    return cache
 
 
 def record_secret_use(owner: OAuth2Client | ResourceServer, *, owner_id: str) -> None:
@@ -538,6 +631,7 @@ def note_secret_use(match: SecretMatch) -> None:
             .values(last_used_at=now)
         )
         db.session.commit()
+        _credential_cache().note_use(match.secret_id, now)
 
 
 def revoke_client_families(oauth_client: OAuth2Client, *, reason: str) -> int:

@@ -202,3 +202,12 @@ def test_metrics_hidden_when_no_token_configured(http):
     assert http.get("/metrics").status_code == 404
     assert http.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 404
     assert http.get("/metrics", headers=BEARER).status_code == 404
+
+
+@WITH_TOKEN
+def test_scrape_while_a_worker_creates_its_metric_file(http, tmp_path, monkeypatch):
+    """A worker that is starting has created its file but not sized it yet (0 bytes)."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    (tmp_path / "counter_999999.db").touch()
+    response = http.get("/metrics", headers=BEARER)
+    assert response.status_code == 200

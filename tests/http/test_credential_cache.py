@@ -1,0 +1,225 @@
+"""The credential cache: callers skip the secret lookup, yet no change is ever missed.
+
+Each test first authenticates once (which fills the cache), then changes the
+credentials the way an admin would (service call, or plain SQL behind the app's
+back), and checks the very next request already sees the change.
+"""
+
+from datetime import timedelta
+
+import pytest
+from freezegun import freeze_time
+from sqlalchemy import event
+from sqlalchemy import inspect
+from sqlalchemy import text
+from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
+
+from authserver.database import db
+from authserver.models import OAuth2Client
+from authserver.models import ResourceServer
+from authserver.services import clients as client_service
+from tests.factories import basic_auth
+from tests.factories import make_tokens
+
+FROZEN = "2030-01-01T00:00:00+00:00"
+CACHED_TABLES = ("credential_secrets", "oauth2_clients", "resource_servers")
+
+
+@pytest.fixture
+def shim(app):
+    server, secret = client_service.register_resource_server("Shim")
+    return server.server_id, secret
+
+
+@pytest.fixture
+def access_token(user, oauth_client):
+    return make_tokens(user, oauth_client)["access_token"]
+
+
+def introspect(http, caller_id, secret, token):
+    return http.post(
+        "/oauth/introspect", data={"token": token}, headers=basic_auth(caller_id, secret)
+    )
+
+
+def refresh(http, oauth_client, secret, refresh_token):
+    return http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": oauth_client.client_id,
+            "client_secret": secret,
+        },
+    )
+
+
+@pytest.fixture
+def statements(app):
+    """Record the SQL of every statement the app runs from now on."""
+    seen = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(db.engine, "before_cursor_execute", record)
+
+
+def secret_lookups(statements):
+    return [s for s in statements if "credential_secrets.secret_hash" in s]
+
+
+def test_second_introspection_skips_the_secret_lookup(http, shim, access_token, statements):
+    assert introspect(http, *shim, access_token).get_json()["active"] is True
+    assert len(secret_lookups(statements)) == 1
+    assert introspect(http, *shim, access_token).get_json()["active"] is True
+    assert len(secret_lookups(statements)) == 1
+
+
+@pytest.mark.app_config(CREDENTIAL_CACHE_SECONDS=0)
+def test_cache_off_looks_the_secret_up_every_time(http, shim, access_token, statements):
+    for _ in range(2):
+        assert introspect(http, *shim, access_token).status_code == 200
+    assert len(secret_lookups(statements)) == 2
+
+
+def test_wrong_secret_refused_even_when_the_right_one_is_cached(http, shim, access_token):
+    assert introspect(http, *shim, access_token).status_code == 200
+    assert introspect(http, shim[0], shim[1] + "x", access_token).status_code == 401
+    assert introspect(http, "rs_other", shim[1], access_token).status_code == 401
+
+
+def test_disabled_resource_server_refused_at_once(http, shim, access_token):
+    assert introspect(http, *shim, access_token).status_code == 200
+    # Behind the app's back, as an admin with psql would: the trigger still counts it.
+    db.session.execute(
+        update(ResourceServer).where(ResourceServer.server_id == shim[0]).values(disabled=True)
+    )
+    db.session.commit()
+    assert introspect(http, *shim, access_token).status_code == 401
+
+
+def test_deleted_resource_server_refused_at_once(http, shim, access_token):
+    assert introspect(http, *shim, access_token).status_code == 200
+    client_service.delete_resource_server(shim[0])
+    assert introspect(http, *shim, access_token).status_code == 401
+
+
+def test_rotated_out_secret_refused_at_once(http, shim, access_token):
+    assert introspect(http, *shim, access_token).status_code == 200
+    server = client_service.require_resource_server(shim[0])
+    issued = client_service.rotate_secret(server, overlap=timedelta(0), owner_id=shim[0])
+    assert introspect(http, *shim, access_token).status_code == 401
+    assert introspect(http, shim[0], issued.secret, access_token).status_code == 200
+
+
+def test_old_secret_refused_at_once_when_its_overlap_is_ended(http, shim, access_token):
+    server = client_service.require_resource_server(shim[0])
+    issued = client_service.rotate_secret(server, overlap=timedelta(hours=1), owner_id=shim[0])
+    assert introspect(http, *shim, access_token).status_code == 200
+    client_service.expire_old_secrets(server, owner_id=shim[0])
+    assert introspect(http, *shim, access_token).status_code == 401
+    assert introspect(http, shim[0], issued.secret, access_token).status_code == 200
+
+
+def test_cached_old_secret_refused_from_the_second_its_overlap_ends(http, app, user, oauth_client):
+    with freeze_time(FROZEN) as clock:
+        token = make_tokens(user, oauth_client)["access_token"]
+        server, old = client_service.register_resource_server("Shim")
+        client_service.rotate_secret(server, overlap=timedelta(hours=1), owner_id=server.server_id)
+        assert introspect(http, server.server_id, old, token).status_code == 200
+        clock.tick(timedelta(hours=1) - timedelta(seconds=1))
+        assert introspect(http, server.server_id, old, token).status_code == 200
+        clock.tick(timedelta(seconds=1))
+        assert introspect(http, server.server_id, old, token).status_code == 401
+
+
+def test_disabled_client_refused_at_once_on_refresh(http, user, oauth_client, client_secret):
+    tokens = make_tokens(user, oauth_client)
+    first = refresh(http, oauth_client, client_secret, tokens["refresh_token"])
+    assert first.status_code == 200
+    client_service.update_client(
+        oauth_client.client_id, disabled=True, default_access=3600, default_grace=120
+    )
+    second = refresh(http, oauth_client, client_secret, first.get_json()["refresh_token"])
+    assert second.status_code == 401
+
+
+def test_client_secret_rotated_out_refused_at_once_on_refresh(
+    http, user, oauth_client, client_secret
+):
+    tokens = make_tokens(user, oauth_client)
+    first = refresh(http, oauth_client, client_secret, tokens["refresh_token"])
+    assert first.status_code == 200
+    issued = client_service.rotate_secret(
+        oauth_client, overlap=timedelta(0), owner_id=oauth_client.client_id
+    )
+    following = first.get_json()["refresh_token"]
+    assert refresh(http, oauth_client, client_secret, following).status_code == 401
+    assert refresh(http, oauth_client, issued.secret, following).status_code == 200
+
+
+def test_changed_client_rules_seen_at_once_on_refresh(http, user, oauth_client, client_secret):
+    tokens = make_tokens(user, oauth_client)
+    first = refresh(http, oauth_client, client_secret, tokens["refresh_token"])
+    assert first.get_json()["expires_in"] == 3600
+    db.session.execute(
+        update(OAuth2Client)
+        .where(OAuth2Client.id == oauth_client.id)
+        .values(access_token_lifetime=60)
+    )
+    db.session.commit()
+    second = refresh(http, oauth_client, client_secret, first.get_json()["refresh_token"])
+    assert second.get_json()["expires_in"] == 60
+
+
+def test_every_credential_table_has_its_change_trigger(app):
+    """A later batch migration of these tables (SQLite recreates them) must re-create them."""
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        rows = connection.execute(
+            text(
+                "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE NOT t.tgisinternal AND t.tgname LIKE 'credential_changes%'"
+            )
+        )
+    else:
+        rows = connection.execute(
+            text(
+                "SELECT tbl_name FROM sqlite_master "
+                "WHERE type = 'trigger' AND name LIKE 'credential_changes%'"
+            )
+        )
+    assert {row[0] for row in rows} == set(CACHED_TABLES)
+    assert "credential_changes" in inspect(connection).get_table_names()
+
+
+def test_last_use_written_once_a_minute_with_the_row_cached(http, user, oauth_client, statements):
+    with freeze_time(FROZEN) as clock:
+        token = make_tokens(user, oauth_client)["access_token"]
+        server, secret = client_service.register_resource_server("Shim")
+
+        def writes():
+            return len([s for s in statements if s.startswith("UPDATE credential_secrets")])
+
+        assert introspect(http, server.server_id, secret, token).status_code == 200
+        assert writes() == 1
+        clock.tick(timedelta(seconds=30))
+        assert introspect(http, server.server_id, secret, token).status_code == 200
+        assert writes() == 1
+        clock.tick(timedelta(seconds=31))
+        assert introspect(http, server.server_id, secret, token).status_code == 200
+        assert writes() == 2
+        for _ in range(3):
+            assert introspect(http, server.server_id, secret, token).status_code == 200
+        assert writes() == 2
+
+
+def test_failed_generation_read_raises_like_any_query(app, shim, monkeypatch):
+    """The raw read's failure reaches the app as SQLAlchemy's DBAPIError (503 on outage)."""
+    monkeypatch.setattr(client_service, "_GENERATION", "SELECT generation FROM no_such_table")
+    with pytest.raises(DBAPIError):
+        client_service.CredentialCache(60).lookup("0" * 64)
