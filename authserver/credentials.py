@@ -11,13 +11,12 @@ import binascii
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from flask import g
 from flask import request
 
-# Client ids, resource-server ids and registered secrets never exceed these; longer
-# values are treated as garbage (never a limiter key or a log field).
+# Client and resource-server ids never exceed this; a longer claim is treated as
+# garbage (never a limiter key or a log field).
 MAX_ID_LENGTH = 64
-MAX_SECRET_LENGTH = 512
+_ENVIRON_KEY = "authserver.presented_credentials"
 
 
 @dataclass(frozen=True)
@@ -49,10 +48,13 @@ class PresentedCredentials:
 
 def presented_credentials() -> PresentedCredentials:
     """Return this request's presented client credentials (parsed on first use)."""
-    found: PresentedCredentials | None = g.get("presented_credentials")
+    # Kept in the WSGI environ rather than on ``g``: an app context (and its ``g``)
+    # pushed by a caller outlives its requests, an environ belongs to one request.
+    environ = request.environ
+    found: PresentedCredentials | None = environ.get(_ENVIRON_KEY)
     if found is None:
         found = _parse()
-        g.presented_credentials = found
+        environ[_ENVIRON_KEY] = found
     return found
 
 
