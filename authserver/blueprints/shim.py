@@ -39,6 +39,6 @@ def test_token() -> Response:
                 description=refused.message, status_code=403, error="unauthorized_client"
             ) from None
     except OAuth2Error as error:
-        return authorization_server().handle_error_response(None, error)  # type: ignore[no-any-return]
+        return authorization_server().handle_error_response(None, error)
     note_request(user_id=body["sub"])
     return Response(json.dumps(body), 200, default_json_headers)
