@@ -158,7 +158,7 @@ def introspect() -> Response:
     if refused is not None:
         return refused
     try:
-        caller = introspection.authenticate_caller()
+        caller = introspection.authenticate_introspection_caller()
         # The quota is the authenticated caller's: calls that only claim its id
         # spend their address's failure budget instead.
         wait = introspection_exceeded(f"{caller.owner_kind}:{caller.owner_id}")

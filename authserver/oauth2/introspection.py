@@ -32,11 +32,8 @@ def authenticate_caller() -> SecretMatch:
     """Accept a resource server or a confidential client, Basic or form body.
 
     :raises InvalidClientError: 401 for missing, malformed or wrong credentials.
-    :raises InvalidRequestError: 400 for a repeated parameter.
     """
-    reject_duplicate_parameters()
     check_presented_basic()
-    read_without_transaction()
     presented = presented_credentials()
     caller = client_service.match_secret(presented.client_id or "", presented.secret or "")
     if caller is None:
@@ -45,6 +42,17 @@ def authenticate_caller() -> SecretMatch:
         )
     client_service.note_secret_use(caller)
     return caller
+
+
+def authenticate_introspection_caller() -> SecretMatch:
+    """Refuse repeated parameters, then authenticate the caller on the read-only path.
+
+    :raises InvalidClientError: 401 for missing, malformed or wrong credentials.
+    :raises InvalidRequestError: 400 for a repeated parameter.
+    """
+    reject_duplicate_parameters()
+    read_without_transaction()
+    return authenticate_caller()
 
 
 def introspect(caller: SecretMatch) -> dict[str, Any]:
