@@ -37,8 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "REFRESH_ROTATION": True,
     # Seconds a rotated refresh token may be replayed for the same successor.
     "REFRESH_GRACE_SECONDS": 120,
-    # How many replays of a rotated refresh token are honoured within the window.
-    "REFRESH_MAX_REPLAYS": 10,
+    # How many replays of a rotated refresh token are honoured within the window
+    # (0: no cap). Past the cap a replay is refused, but the grant is never revoked.
+    "REFRESH_MAX_REPLAYS": 0,
     # Revoke the whole token family when a used refresh token is presented again.
     "REFRESH_REUSE_REVOKES_FAMILY": True,
     # Space-separated scopes announced in the RFC 8414 metadata.
