@@ -237,8 +237,9 @@ def init_blueprints(app: Flask) -> None:
     from .blueprints import health
     from .blueprints import ifttt
     from .blueprints import oauth
+    from .blueprints import shim
 
-    for module in (auth, oauth, ifttt, account, health, docs, branding):
+    for module in (auth, oauth, ifttt, account, health, docs, branding, shim):
         app.register_blueprint(module.bp)
 
 

@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 
 from ..models import ResourceServer
 from ..services import clients as client_service
+from ..services import shim_test_tokens as test_token_service
 from .output import Duration
 from .output import domain_errors
 from .output import emit_json
@@ -117,4 +118,33 @@ def expire_secret(server_id: str, old: bool) -> None:
         f"Ended {ended} previous secret(s) of {server_id}."
         if ended
         else f"Resource server {server_id} has no previous secret in an overlap."
+    )
+
+
+@resource_servers.command("allow-test-tokens")
+@click.argument("server_id")
+@click.option("--user", "username", help="The test user the tokens belong to.")
+@click.option("--client", "client_id", help="The client (IFTTT's) the tokens are issued to.")
+@click.option("--revoke", is_flag=True, help="Take the permission back; its tokens stop working.")
+@domain_errors
+def allow_test_tokens(
+    server_id: str, username: str | None, client_id: str | None, revoke: bool
+) -> None:
+    """Let a shim mint test tokens at POST /shim/test-token (IFTTT's test/setup)."""
+    if revoke:
+        if username or client_id:
+            raise click.ClickException("--revoke takes no --user or --client")
+        if test_token_service.revoke_test_tokens(server_id):
+            click.echo(f"Resource server {server_id} may no longer mint test tokens.")
+        else:
+            click.echo(f"Resource server {server_id} had no test-token permission.")
+        return
+    if not username:
+        raise click.ClickException("say whose test tokens: --user USERNAME")
+    if not client_id:
+        raise click.ClickException("say through which client: --client CLIENT_ID")
+    test_token_service.allow_test_tokens(server_id, username=username, client_id=client_id)
+    click.echo(
+        f"Resource server {server_id} may mint test tokens for {username} "
+        f"through {client_id} (POST /shim/test-token)."
     )

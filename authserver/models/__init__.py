@@ -11,6 +11,7 @@ from .oauth2 import RefreshToken
 from .oauth2 import ResourceServer
 from .oauth2 import TokenFamily
 from .session import UserSession
+from .shim import ShimTestPermission
 from .user import User
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "OAuth2Client",
     "RefreshToken",
     "ResourceServer",
+    "ShimTestPermission",
     "TokenFamily",
     "User",
     "UserSession",

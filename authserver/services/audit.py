@@ -31,6 +31,9 @@ EVENT_TYPES = (
     "resource_server.deleted",
     "family.revoked",
     "token.issued",
+    "test_token.issued",
+    "test_tokens.allowed",
+    "test_tokens.revoked",
 )
 
 
