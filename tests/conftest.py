@@ -136,7 +136,7 @@ class OwnContextCliRunner(FlaskCliRunner):
         from authserver.cli import build_cli
 
         group = build_cli() if cli is None else cli
-        parent = super(OwnContextCliRunner, self)
+        parent = super()
         return _in_own_context(lambda: parent.invoke(group, args, **kwargs))
 
 

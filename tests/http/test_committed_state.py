@@ -55,9 +55,7 @@ def test_grace_replay_count_is_committed(
     assert committed(select(_refresh.replay_count).where(_refresh.parent_id.is_(None))) == [(1,)]
 
 
-def test_reuse_revocation_is_committed(
-    committed, oauth_client, client_secret, first_pair, refresh
-):
+def test_reuse_revocation_is_committed(committed, oauth_client, client_secret, first_pair, refresh):
     with freeze_time(FROZEN) as frozen:
         r0 = first_pair["refresh_token"]
         refresh(r0, oauth_client.client_id, client_secret)

@@ -158,9 +158,7 @@ def redeem_without_refresh_token(user, oauth_client, raw):
     )
 
 
-def test_family_without_refresh_token_kept_until_retention_after_access_expiry(
-    user, oauth_client
-):
+def test_family_without_refresh_token_kept_until_retention_after_access_expiry(user, oauth_client):
     """A grant with no refresh token lives as long as its access token, plus retention."""
     with freeze_time(FROZEN) as frozen:
         body = redeem_without_refresh_token(user, oauth_client, "no-refresh")
