@@ -37,8 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "REFRESH_ROTATION": True,
     # Seconds a rotated refresh token may be replayed for the same successor.
     "REFRESH_GRACE_SECONDS": 120,
-    # How many replays of a rotated refresh token are honoured within the window.
-    "REFRESH_MAX_REPLAYS": 10,
+    # How many replays of a rotated refresh token are honoured within the window
+    # (0: no cap). Past the cap a replay is refused, but the grant is never revoked.
+    "REFRESH_MAX_REPLAYS": 0,
     # Revoke the whole token family when a used refresh token is presented again.
     "REFRESH_REUSE_REVOKES_FAMILY": True,
     # Space-separated scopes announced in the RFC 8414 metadata.
@@ -54,8 +55,11 @@ DEFAULTS: dict[str, Any] = {
     # Failed logins allowed per username, and per client address.
     "RATE_LIMIT_LOGIN_USER": "10 per 5 minutes",
     "RATE_LIMIT_LOGIN_IP": "50 per 5 minutes",
-    # Failed token-endpoint requests allowed per client id.
+    # Failed client authentications (token, revocation, introspection) allowed per
+    # address and claimed client id, and per address whatever the id. Nothing counts
+    # once a client has authenticated (invalid_grant is IFTTT's normal traffic).
     "RATE_LIMIT_TOKEN_FAILURES": "60 per minute",
+    "RATE_LIMIT_CLIENT_AUTH_IP": "120 per minute",
     # Introspection calls allowed per resource server (shims call it on every poll;
     # 100k users with a few Applets each mean hundreds a second, bursts far more).
     "RATE_LIMIT_INTROSPECTION": "300000 per minute",

@@ -8,6 +8,7 @@ IFTTT's connection test calls them.
 from __future__ import annotations
 
 import secrets
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
@@ -329,10 +330,14 @@ def _json_field(response: requests.Response, name: str) -> Any:
     return body.get(name) if isinstance(body, dict) else None
 
 
-def run_checks(checker: Checker, echo: Callable[[str], None]) -> int:
+def run_checks(
+    checker: Checker,
+    echo: Callable[[str], None],
+    checks: list[tuple[str, Callable[[Checker], str]]] | None = None,
+) -> int:
     """Run every check, print one line each, and return how many failed."""
     failed = 0
-    for title, check in CHECKS:
+    for title, check in CHECKS if checks is None else checks:
         try:
             detail = check(checker)
         except CheckFailedError as error:
@@ -347,57 +352,150 @@ def run_checks(checker: Checker, echo: Callable[[str], None]) -> int:
     return failed
 
 
-@click.command("ifttt-check")
-@click.option("--base-url", required=True, help="The deployment's public base URL.")
-@click.option("--client-id", required=True, help="The client IFTTT uses.")
-@click.option("--client-secret", required=True, help="That client's secret.")
-@click.option("--username", required=True, help="A test account (IFTTT's demo account).")
-@click.option("--password", required=True, help="That account's password.")
-@click.option(
-    "--redirect-uri",
-    default=None,
-    help="IFTTT's redirect URI, https://ifttt.com/channels/<service>/authorize "
-    "(default: the client's only registered URI).",
-)
-@click.option("--scope", default="ifttt", show_default=True, help="Scope IFTTT requests.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, 120),
-    default=10.0,
-    show_default=True,
-    help="Seconds to wait for each answer.",
-)
-def ifttt_check_command(
+CLIENT_SECRET_ENV = "AUTHSERVER_CHECK_CLIENT_SECRET"  # noqa: S105 (a variable name)
+PASSWORD_ENV = "AUTHSERVER_CHECK_PASSWORD"  # noqa: S105 (a variable name)
+MAX_SECRET_LENGTH = 4096
+
+
+def _read_stdin_line(what: str) -> str:
+    """Read one line of stdin for a secret; refuse an empty or undecodable one."""
+    try:
+        line = sys.stdin.readline(MAX_SECRET_LENGTH + 2).rstrip("\r\n")
+        line.encode("utf-8")
+    except UnicodeError:
+        raise click.ClickException(f"the {what} on stdin is not valid UTF-8") from None
+    if not line:
+        raise click.UsageError(f"no {what} on stdin (one line each, the client secret first)")
+    return line
+
+
+def resolve_secrets(
+    client_secret: str | None,
+    client_secret_stdin: bool,
+    password: str | None,
+    password_stdin: bool,
+) -> tuple[str, str]:
+    """Take the client secret and password from flags, environment or stdin.
+
+    Flags and environment variables are visible to other local users (``ps``,
+    ``/proc``); stdin is not, so scripts should prefer it. With both ``--…-stdin``
+    flags, the first line is the client secret and the second the password.
+    """
+    if client_secret_stdin:
+        if client_secret is not None:
+            raise click.UsageError("give the client secret once: --client-secret-stdin or flag/env")
+        client_secret = _read_stdin_line("client secret")
+    if password_stdin:
+        if password is not None:
+            raise click.UsageError("give the password once: --password-stdin or flag/env")
+        password = _read_stdin_line("password")
+    if not client_secret:
+        raise click.UsageError(
+            f"missing client secret: --client-secret-stdin, {CLIENT_SECRET_ENV} or --client-secret"
+        )
+    if not password:
+        raise click.UsageError(f"missing password: --password-stdin, {PASSWORD_ENV} or --password")
+    return client_secret, password
+
+
+def check_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options every pre-flight check shares (deployment, client, test user)."""
+    options = [
+        click.option("--base-url", required=True, help="The deployment's public base URL."),
+        click.option("--client-id", required=True, help="The platform's client id."),
+        click.option(
+            "--client-secret",
+            envvar=CLIENT_SECRET_ENV,
+            default=None,
+            help=f"That client's secret (or set {CLIENT_SECRET_ENV}, or use "
+            "--client-secret-stdin).",
+        ),
+        click.option(
+            "--client-secret-stdin",
+            is_flag=True,
+            help="Read the client secret from the first line of stdin.",
+        ),
+        click.option("--username", required=True, help="A test account (the demo account)."),
+        click.option(
+            "--password",
+            envvar=PASSWORD_ENV,
+            default=None,
+            help=f"That account's password (or set {PASSWORD_ENV}, or use --password-stdin).",
+        ),
+        click.option(
+            "--password-stdin",
+            is_flag=True,
+            help="Read the password from stdin (the line after the client secret, if both).",
+        ),
+        click.option(
+            "--redirect-uri",
+            default=None,
+            help="The platform's redirect URI (default: the client's only registered URI).",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(0.1, 120),
+            default=10.0,
+            show_default=True,
+            help="Seconds to wait for each answer.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def make_checker(
+    *,
     base_url: str,
     client_id: str,
-    client_secret: str,
+    client_secret: str | None,
+    client_secret_stdin: bool,
     username: str,
-    password: str,
+    password: str | None,
+    password_stdin: bool,
     redirect_uri: str | None,
     scope: str,
     timeout: float,
-) -> None:
-    """Run IFTTT's connection-test checks against a running deployment over HTTP.
-
-    Prints one PASS/FAIL line per check; exits 1 when any check fails. The test
-    account ends up with one more connection (a token family) to the client.
-    """
+) -> Checker:
+    """Validate the shared options and build the checker."""
     parts = urlsplit(base_url)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
         raise click.BadParameter("must be an http(s) URL", param_hint="--base-url")
-    checker = Checker(
+    secret, password_value = resolve_secrets(
+        client_secret, client_secret_stdin, password, password_stdin
+    )
+    return Checker(
         base_url=base_url.rstrip("/"),
         client_id=client_id,
-        client_secret=client_secret,
+        client_secret=secret,
         username=username,
-        password=password,
+        password=password_value,
         redirect_uri=redirect_uri,
         scope=scope,
         timeout=timeout,
     )
-    failed = run_checks(checker, click.echo)
-    total = len(CHECKS)
+
+
+def finish(checks: list[tuple[str, Callable[[Checker], str]]], checker: Checker) -> None:
+    """Run the checks, print one line each and a summary; exit 1 if any failed."""
+    failed = run_checks(checker, click.echo, checks)
+    total = len(checks)
     if failed:
         click.echo(f"{failed} of {total} checks failed.")
         raise SystemExit(1)
     click.echo(f"All {total} checks passed.")
+
+
+@click.command("ifttt-check")
+@check_options
+@click.option("--scope", default="ifttt", show_default=True, help="Scope IFTTT requests.")
+def ifttt_check_command(scope: str, **options: Any) -> None:
+    """Run IFTTT's connection-test checks against a running deployment over HTTP.
+
+    Prints one PASS/FAIL line per check; exits 1 when any check fails. The test
+    account ends up with one more connection (a token family) to the client.
+    The client secret and password come from flags, environment variables
+    (AUTHSERVER_CHECK_CLIENT_SECRET, AUTHSERVER_CHECK_PASSWORD) or stdin.
+    """
+    finish(CHECKS, make_checker(scope=scope, **options))

@@ -15,14 +15,17 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
+from typing import NoReturn
 
 from flask import current_app
 from sqlalchemy import Table
 from sqlalchemy import and_
 from sqlalchemy import bindparam
+from sqlalchemy import case
 from sqlalchemy import delete
 from sqlalchemy import exists
 from sqlalchemy import insert
+from sqlalchemy import null
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
@@ -284,14 +287,17 @@ def _issue(
     parent_id: int | None = None,
     reuse_refresh: tuple[int, str] | None = None,
     new_tokens: tuple[str, str] | None = None,
+    access_scope: str | None = None,
 ) -> dict[str, Any]:
     """Insert an access token (and a new refresh token unless reusing one); no commit.
 
     Plain INSERTs rather than ORM objects: this runs on every code exchange and
     refresh, and nothing reads the new rows back in the same request.
     ``new_tokens`` (access, refresh) lets a caller that sealed them beforehand
-    choose the raw values.
+    choose the raw values. ``access_scope`` narrows the access token (RFC 6749 §6);
+    the refresh token always keeps the family's scope.
     """
+    scope = access_scope if access_scope is not None else family.scope
     access_raw, refresh_raw = new_tokens or (new_token(), new_token())
     refresh_id: int | None = None
     if reuse_refresh is not None:
@@ -317,12 +323,12 @@ def _issue(
             "token_hash": hash_token(access_raw),
             "family_id": family.id,
             "refresh_token_id": refresh_id,
-            "scope": family.scope,
+            "scope": scope,
             "issued_at": now,
             "expires_at": expires_at,
         },
     )
-    return token_response(access_raw, expires_at, refresh_raw, family.scope, now)
+    return token_response(access_raw, expires_at, refresh_raw, scope, now)
 
 
 def token_response(
@@ -364,6 +370,7 @@ _PRESENTED_REFRESH = (
     select(
         _refresh.id,
         _refresh.family_id,
+        _refresh.parent_id,
         _refresh.rotated_at,
         _refresh.revoked_at,
         _families.revoked_at.label("family_revoked_at"),
@@ -377,21 +384,66 @@ _PRESENTED_REFRESH = (
     .join(User.__table__, _users.id == _families.user_id)
     .where(_refresh.token_hash == bindparam("digest"))
 )
+_IS_PRESENTED = _refresh.id == bindparam("row_id")
+# One statement claims the presented token (if still unrotated) and erases its
+# parent's sealed successor, which is the presented token itself: once a successor
+# is used its parent can no longer replay, and a database copy plus the parent must
+# not decrypt the chain forward. RETURNING tells which of the two rows it touched,
+# so the claim costs no extra round trip.
 _CLAIM_REFRESH = (
     update(_table(RefreshToken))
     .where(
-        _refresh.id == bindparam("row_id"),
-        _refresh.rotated_at.is_(None),
-        _refresh.revoked_at.is_(None),
+        or_(
+            and_(_IS_PRESENTED, _refresh.rotated_at.is_(None), _refresh.revoked_at.is_(None)),
+            and_(
+                _refresh.id == bindparam("parent_row_id"),
+                _refresh.successor_ciphertext.is_not(None),
+            ),
+        )
     )
     .values(
-        rotated_at=bindparam("claimed_at", type_=_refresh.rotated_at.type),
-        grace_ends_at=bindparam("grace_until", type_=_refresh.grace_ends_at.type),
-        successor_ciphertext=bindparam("sealed", type_=_refresh.successor_ciphertext.type),
+        rotated_at=case(
+            (_IS_PRESENTED, bindparam("claimed_at", type_=_refresh.rotated_at.type)),
+            else_=_refresh.rotated_at,
+        ),
+        grace_ends_at=case(
+            (_IS_PRESENTED, bindparam("grace_until", type_=_refresh.grace_ends_at.type)),
+            else_=_refresh.grace_ends_at,
+        ),
+        successor_ciphertext=case(
+            (_IS_PRESENTED, bindparam("sealed", type_=_refresh.successor_ciphertext.type)),
+            else_=null(),
+        ),
     )
+    .returning(_refresh.id)
 )
 _INSERT_REFRESH = insert(_table(RefreshToken))
 _INSERT_ACCESS = insert(_table(AccessToken))
+
+
+@dataclass(frozen=True, slots=True)
+class _ScopeRequest:
+    """The scope a refresh may issue and whether the request asked for more."""
+
+    scope: str
+    exceeded: bool
+
+
+def _refresh_scope(
+    family_scope: str, oauth_client: OAuth2Client, requested: str | None
+) -> _ScopeRequest:
+    """Apply RFC 6749 §6 and the client's current scopes to a refresh request.
+
+    The access token gets the requested scope when it is within the grant, else the
+    whole grant; either way only scopes the client still holds (an admin may have
+    removed some since the grant).
+    """
+    allowed = [s for s in family_scope.split() if s in oauth_client.scopes]
+    if requested:
+        wanted = set(requested.split())
+        issued = [s for s in allowed if s in wanted]
+        return _ScopeRequest(" ".join(issued), not wanted <= set(allowed))
+    return _ScopeRequest(" ".join(allowed), not allowed)
 
 
 def refresh(
@@ -400,9 +452,11 @@ def refresh(
     """Exchange a refresh token, with rotation, grace replay and reuse detection.
 
     Commits. See README "Refresh token semantics" for the table of outcomes.
+    Validity and reuse are decided before scope, so a stale token is reuse whatever
+    scope it asks for, and a scope error is only ever told to a holder of a live token.
 
     :raises GrantError: for an unknown, foreign, revoked or reused token.
-    :raises ScopeError: when more scope is asked than the family holds.
+    :raises ScopeError: when more scope is asked than the family (still) holds.
     """
     now = utcnow()
     policy = policy_for(oauth_client)
@@ -417,20 +471,45 @@ def refresh(
     row = PresentedRefresh(found.id, found.family_id, found.scope, found.rotated_at)
     # The request log names the grant's owner (read by the same query).
     note_request(client_id=oauth_client.client_id, user_id=found.public_id)
-    if requested_scope and not set(requested_scope.split()) <= set(row.scope.split()):
-        raise ScopeError("The requested scope exceeds the original grant.")
     if found.family_revoked_at is not None or found.revoked_at is not None:
         _reuse_detected(row, oauth_client, policy, why="revoked token presented")
     if found.user_disabled:
         raise GrantError("The user account is disabled.")
+    scope = _refresh_scope(row.scope, oauth_client, requested_scope)
     family = FamilyRef(row.family_id, row.scope)
 
-    if not policy.rotation and row.rotated_at is None:
-        body = _issue(family, policy, now, True, reuse_refresh=(row.id, presented))
-        db.session.commit()
-        _count("refreshed")
-        return body
+    if row.rotated_at is None:
+        if scope.exceeded:
+            raise ScopeError("The requested scope exceeds the grant.")
+        if not policy.rotation:
+            body = _issue(
+                family,
+                policy,
+                now,
+                True,
+                reuse_refresh=(row.id, presented),
+                access_scope=scope.scope,
+            )
+            db.session.commit()
+            _count("refreshed")
+            return body
+        body_or_none = _rotate(row, found.parent_id, presented, family, policy, scope, now)
+        if body_or_none is not None:
+            _count("refreshed")
+            return body_or_none
+    return _replay(row, presented, oauth_client, policy, scope)
 
+
+def _rotate(
+    row: PresentedRefresh,
+    parent_id: int | None,
+    presented: str,
+    family: FamilyRef,
+    policy: TokenPolicy,
+    scope: _ScopeRequest,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """Claim the presented token and issue its successor; commit; None if it lost."""
     # The successor pair is chosen and sealed first, so that one conditional UPDATE
     # both claims the token and stores the sealed answer for grace-period replays.
     access_raw, refresh_raw = new_token(), new_token()
@@ -443,93 +522,137 @@ def refresh(
                 "access_token": access_raw,
                 "refresh_token": refresh_raw,
                 "expires_at": epoch(expires_at) if expires_at is not None else None,
+                "scope": scope.scope,
             },
         )
     claimed = db.session.execute(
         _CLAIM_REFRESH,
         {
             "row_id": row.id,
+            "parent_row_id": parent_id,
             "claimed_at": now,
             "grace_until": now + policy.grace,
             "sealed": sealed,
         },
     )
-    if claimed.rowcount == 1:  # type: ignore[attr-defined]
+    if row.id in claimed.scalars().all():
         # The UNIQUE parent link is checked when the successor's INSERT runs, not only
         # at commit, so the whole unit of work sits inside the try.
         try:
             body = _issue(
-                family, policy, now, True, parent_id=row.id, new_tokens=(access_raw, refresh_raw)
+                family,
+                policy,
+                now,
+                True,
+                parent_id=row.id,
+                new_tokens=(access_raw, refresh_raw),
+                access_scope=scope.scope,
             )
             db.session.commit()
         except IntegrityError:
             # The UNIQUE parent link caught a second successor: take the replay path.
             db.session.rollback()
-        else:
-            _count("refreshed")
-            return body
-    else:
-        db.session.rollback()
-    return _replay(row, presented, oauth_client, policy)
+            return None
+        return body
+    db.session.rollback()
+    return None
+
+
+_child = aliased(RefreshToken)
+_SUCCESSOR_OF = (
+    select(RefreshToken.successor_ciphertext, _child.id)
+    .join(_child, _child.parent_id == RefreshToken.id)
+    .where(RefreshToken.id == bindparam("row_id"))
+)
 
 
 def _replay(
-    row: PresentedRefresh, presented: str, oauth_client: OAuth2Client, policy: TokenPolicy
+    row: PresentedRefresh,
+    presented: str,
+    oauth_client: OAuth2Client,
+    policy: TokenPolicy,
+    scope: _ScopeRequest,
 ) -> dict[str, Any]:
-    """Answer a rotated token within its window with the same successor pair."""
+    """Answer a rotated token within its window with the same successor.
+
+    The successor refresh token is always the same one (the family never forks).
+    The access token is the sealed one, unless it was revoked (RFC 7009) or the
+    request needs another scope: then a fresh one is bound to the successor.
+    """
     now = utcnow()
-    child = aliased(RefreshToken)
     successor_unused = exists().where(
-        child.parent_id == RefreshToken.id,
-        child.rotated_at.is_(None),
-        child.revoked_at.is_(None),
+        _child.parent_id == RefreshToken.id,
+        _child.rotated_at.is_(None),
+        _child.revoked_at.is_(None),
     )
     family_live = exists().where(
         TokenFamily.id == RefreshToken.family_id, TokenFamily.revoked_at.is_(None)
     )
+    replayable = (
+        RefreshToken.id == row.id,
+        RefreshToken.rotated_at.is_not(None),
+        RefreshToken.revoked_at.is_(None),
+        RefreshToken.grace_ends_at > now,
+        RefreshToken.successor_ciphertext.is_not(None),
+        successor_unused,
+        family_live,
+    )
+    cap = (RefreshToken.replay_count < policy.max_replays,) if policy.max_replays else ()
     # One conditional UPDATE both checks every replay rule and counts the replay, so
-    # concurrent replays cannot exceed the cap.
+    # concurrent replays cannot exceed a cap.
     counted = db.session.execute(
         update(RefreshToken)
-        .where(
-            RefreshToken.id == row.id,
-            RefreshToken.rotated_at.is_not(None),
-            RefreshToken.revoked_at.is_(None),
-            RefreshToken.grace_ends_at > now,
-            RefreshToken.replay_count < policy.max_replays,
-            RefreshToken.successor_ciphertext.is_not(None),
-            successor_unused,
-            family_live,
-        )
+        .where(*replayable, *cap)
         .values(replay_count=RefreshToken.replay_count + 1)
         .execution_options(synchronize_session=False)
     )
-    if counted.rowcount == 1:  # type: ignore[attr-defined]
-        sealed = db.session.scalar(
-            select(RefreshToken.successor_ciphertext).where(RefreshToken.id == row.id)
+    if counted.rowcount != 1:  # type: ignore[attr-defined]
+        db.session.rollback()
+        if cap and db.session.scalar(select(exists().where(*replayable))):
+            # Past the cap, but a retry within the window is not an attack: refuse
+            # this one and leave the grant alone (issue 13: a retry storm must never
+            # disconnect the user).
+            log.info("refresh replay over the cap family=%s", row.family_id)
+            raise GrantError("The refresh token is invalid or was already used.")
+        _reuse_detected(row, oauth_client, policy, why="rotated token reused")
+    if scope.exceeded:
+        db.session.rollback()
+        raise ScopeError("The requested scope exceeds the grant.")
+    successor = db.session.execute(_SUCCESSOR_OF, {"row_id": row.id}).first()
+    # The successor's first use may have erased the ciphertext since the count: that
+    # race ends the window, and the answer is a plain refusal.
+    payload = open_successor(presented, successor[0]) if successor and successor[0] else None
+    if successor is None or payload is None:
+        db.session.rollback()
+        raise GrantError("The refresh token is invalid or was already used.")
+    successor_id = successor[1]
+    access_raw = payload["access_token"]
+    expires = payload.get("expires_at")
+    expires_at = datetime.fromtimestamp(expires, UTC) if expires else None
+    sealed_scope = payload.get("scope", row.scope)
+    access_revoked = db.session.scalar(
+        select(AccessToken.revoked_at).where(AccessToken.token_hash == hash_token(access_raw))
+    )
+    if access_revoked is not None or sealed_scope != scope.scope:
+        body = _issue(
+            FamilyRef(row.family_id, row.scope),
+            policy,
+            now,
+            True,
+            reuse_refresh=(successor_id, payload["refresh_token"]),
+            access_scope=scope.scope,
         )
-        payload = open_successor(presented, sealed) if sealed else None
-        if payload is not None:
-            db.session.commit()
-            expires = payload.get("expires_at")
-            expires_at = datetime.fromtimestamp(expires, UTC) if expires else None
-            log.info("refresh replay within grace family=%s", row.family_id)
-            _count("replays")
-            return token_response(
-                payload["access_token"],
-                expires_at,
-                payload["refresh_token"],
-                row.scope,
-                now,
-            )
-    db.session.rollback()
-    _reuse_detected(row, oauth_client, policy, why="rotated token reused")
-    raise AssertionError("unreachable")  # pragma: no cover
+    else:
+        body = token_response(access_raw, expires_at, payload["refresh_token"], sealed_scope, now)
+    db.session.commit()
+    log.info("refresh replay within grace family=%s", row.family_id)
+    _count("replays")
+    return body
 
 
 def _reuse_detected(
     row: PresentedRefresh, oauth_client: OAuth2Client, policy: TokenPolicy, *, why: str
-) -> None:
+) -> NoReturn:
     """Refuse a used refresh token; revoke its family (RFC 9700 §4.14.2); commit."""
     security_log.warning(
         "refresh token reuse detected client_id=%s family=%s reason=%s",
@@ -689,6 +812,7 @@ _ACTIVE_ACCESS_TOKEN = (
         _access.expires_at,
         _clients.id.label("client_pk"),
         _clients.client_id,
+        _clients.scopes.label("client_scopes"),
         _users.public_id,
         _users.username,
         _users.name,
@@ -712,6 +836,8 @@ def find_active_access_token(raw: str) -> ActiveAccessToken | None:
     """Return what the access token authorizes if it is usable now (one indexed query).
 
     Unknown, expired, revoked, disabled-owner and disabled-client tokens all give None.
+    The scope is narrowed to what the client still holds: a scope an admin removed
+    from the client stops working at once, and a token left with none is inactive.
     """
     if not raw or len(raw) > 512:
         return None
@@ -726,10 +852,15 @@ def find_active_access_token(raw: str) -> ActiveAccessToken | None:
     )
     if row is None:
         return None
+    scope = row.scope
+    if any(s not in row.client_scopes for s in scope.split()):
+        scope = " ".join(s for s in scope.split() if s in row.client_scopes)
+        if not scope:
+            return None
     return ActiveAccessToken(
         row.id,
         row.family_id,
-        row.scope,
+        scope,
         row.issued_at,
         row.expires_at,
         row.client_pk,

@@ -38,7 +38,9 @@ REFRESH_STORM = 24
 # storm of REFRESH_STORM requests on a busy 2-core machine finishes inside it.
 GRACE_SECONDS = 5
 CAP_STORM = 16
-MAX_REPLAYS = 10  # the shipped default, set explicitly for the shared server
+MAX_REPLAYS = 10  # an explicit cap, for the cap test's own server
+DEFAULT_STORM = 32  # issue 13: 32 parallel retries at default settings
+SEQUENTIAL_REPLAYS = 40
 REQUEST_TIMEOUT = 30
 
 
@@ -46,13 +48,8 @@ REQUEST_TIMEOUT = 30
 def shared_server(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """One 4-worker server, default window, shared by this module's tests."""
-    server = start_server(
-        database_url,
-        tmp_path_factory.mktemp("server"),
-        workers=4,
-        REFRESH_MAX_REPLAYS=MAX_REPLAYS,
-    )
+    """One 4-worker server at default settings, shared by this module's tests."""
+    server = start_server(database_url, tmp_path_factory.mktemp("server"), workers=4)
     yield server
     server.stop()
 
@@ -289,21 +286,69 @@ def test_refresh_storm_converges_on_one_successor_then_reuse_revokes_family(
     assert dead_access.status_code == 401, dead_access.text
 
 
-def test_refresh_storm_beyond_replay_cap_honours_exactly_the_cap(
-    shared_server, user, oauth_client, client_secret, get_code, exchange
-):
-    """Concurrent duplicates cannot overrun REFRESH_MAX_REPLAYS; the excess is reuse."""
-    server = shared_server  # cap MAX_REPLAYS, default (120 s) window
-    r0 = first_refresh_token(user, oauth_client, client_secret, get_code, exchange)
-    send = token_post(
-        server.base_url,
+def refresh_post(base_url: str, refresh_token: str, oauth_client, secret) -> Any:
+    return token_post(
+        base_url,
         {
             "grant_type": "refresh_token",
-            "refresh_token": r0,
+            "refresh_token": refresh_token,
             "client_id": oauth_client.client_id,
-            "client_secret": client_secret,
+            "client_secret": secret,
         },
     )
+
+
+def test_retry_storm_at_default_settings_never_disconnects_the_user(
+    shared_server, user, oauth_client, client_secret, get_code, exchange
+):
+    """Issue 13: 32 parallel retries, then 40 sequential ones, and the grant lives on."""
+    server = shared_server
+    r0 = first_refresh_token(user, oauth_client, client_secret, get_code, exchange)
+    send = refresh_post(server.base_url, r0, oauth_client, client_secret)
+
+    results = storm(DEFAULT_STORM, send)
+
+    message = report(server, results)
+    statuses = Counter(status for status, _ in results)
+    print(f"default storm of {DEFAULT_STORM}: {dict(statuses)}")
+    assert statuses == {200: DEFAULT_STORM}, message
+    pairs = {(body["access_token"], body["refresh_token"]) for _, body in results}
+    assert len(pairs) == 1, message
+    ((a1, r1),) = pairs
+    with requests.Session() as session:
+        sequential = [send(session) for _ in range(SEQUENTIAL_REPLAYS)]
+    print(f"then {SEQUENTIAL_REPLAYS} sequential: {Counter(r.status_code for r in sequential)}")
+    assert [r.status_code for r in sequential] == [200] * SEQUENTIAL_REPLAYS
+    assert {r.json()["refresh_token"] for r in sequential} == {r1}
+    assert_clean_log(server)
+    db.session.rollback()
+    parent = db.session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_token(r0))
+    )
+    assert parent is not None
+    assert parent.replay_count == DEFAULT_STORM - 1 + SEQUENTIAL_REPLAYS
+    family = db.session.get(TokenFamily, parent.family_id)
+    assert family is not None
+    assert family.revoked_at is None
+    user_info = requests.get(
+        server.base_url + "/ifttt/v1/user/info",
+        headers={"Authorization": f"Bearer {a1}"},
+        timeout=10,
+    )
+    assert user_info.status_code == 200, user_info.text
+    with requests.Session() as session:
+        successor = refresh_post(server.base_url, r1, oauth_client, client_secret)(session)
+    assert successor.status_code == 200, successor.text
+
+
+def test_refresh_storm_beyond_replay_cap_refuses_the_excess_without_revoking(
+    server_factory, user, oauth_client, client_secret, get_code, exchange
+):
+    """Concurrent duplicates cannot overrun REFRESH_MAX_REPLAYS; the excess is refused
+    but the grant is not revoked (a retry storm is not an attack)."""
+    server = server_factory(workers=4, REFRESH_MAX_REPLAYS=MAX_REPLAYS)
+    r0 = first_refresh_token(user, oauth_client, client_secret, get_code, exchange)
+    send = refresh_post(server.base_url, r0, oauth_client, client_secret)
 
     results = storm(CAP_STORM, send)
 
@@ -338,7 +383,11 @@ def test_refresh_storm_beyond_replay_cap_honours_exactly_the_cap(
     )
     family = db.session.get(TokenFamily, parent.family_id)
     assert family is not None
-    assert family.revoke_reason == "reuse_detected"
+    assert family.revoked_at is None, message
+    ((_, r1),) = pairs
+    with requests.Session() as session:
+        successor = refresh_post(server.base_url, r1, oauth_client, client_secret)(session)
+    assert successor.status_code == 200, successor.text
 
 
 def test_refresh_racing_second_successor_is_invalid_grant_not_5xx(

@@ -181,3 +181,52 @@ def test_ifttt_check_refuses_bad_base_url(tmp_path, app, oauth_client, client_se
     assert result.returncode == 2
     assert "--base-url" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def run_check_without_secret_flags(tmp_path, base_url, oauth_client, *, stdin=None, env_extra=()):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
+    env["AUTHSERVER_INSTANCE_PATH"] = str(tmp_path / "check-instance")
+    env.update(env_extra)
+    argv = [
+        AUTHSERVER,
+        "ifttt-check",
+        "--base-url",
+        base_url,
+        "--client-id",
+        oauth_client.client_id,
+        "--username",
+        "walter",
+        "--redirect-uri",
+        IFTTT_REDIRECT,
+        "--timeout",
+        "20",
+    ]
+    if stdin is not None:
+        argv += ["--client-secret-stdin", "--password-stdin"]
+    return subprocess.run(argv, env=env, input=stdin, capture_output=True, text=True, timeout=180)
+
+
+def test_ifttt_check_reads_secrets_from_stdin(
+    tmp_path, good_server, user, oauth_client, client_secret
+):
+    result = run_check_without_secret_flags(
+        tmp_path, good_server.base_url, oauth_client, stdin=f"{client_secret}\n{PASSWORD}\n"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_of(result)[-1] == "All 7 checks passed."
+
+
+def test_ifttt_check_reads_secrets_from_the_environment(
+    tmp_path, good_server, user, oauth_client, client_secret
+):
+    result = run_check_without_secret_flags(
+        tmp_path,
+        good_server.base_url,
+        oauth_client,
+        env_extra={
+            "AUTHSERVER_CHECK_CLIENT_SECRET": client_secret,
+            "AUTHSERVER_CHECK_PASSWORD": PASSWORD,
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_of(result)[-1] == "All 7 checks passed."
