@@ -25,6 +25,33 @@ _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _encode = json.JSONEncoder(default=str).encode
 
 
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+# C0 and C1 controls, DEL, and the Unicode line separators and bidirectional
+# overrides: what can move a terminal's cursor or reorder what an admin reads.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """Show control characters as escapes (ESC as a backslash, x, 1b): text goes inert.
+
+    Usernames and client ids typed by attackers reach the text log and the
+    ``audit`` table; raw, ESC [2K CR would erase and forge lines on screen.
+    """
+    return _CONTROLS.sub(lambda match: _escape(match.group()), text)
+
+
+class TextFormatter(logging.Formatter):
+    """The human-readable format, with control characters escaped in each line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        """Format the line (not the traceback, whose newlines are its own)."""
+        return escape_controls(super().formatMessage(record))
+
+
 class JsonFormatter(logging.Formatter):
     """Format records as one JSON object per line."""
 
@@ -73,7 +100,7 @@ def configure_logging(log_format: str) -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     # Every record otherwise looks up its thread's and multiprocessing process's

@@ -28,7 +28,7 @@ from ..limits import too_many
 from ..models import User
 from ..services import sessions as session_service
 from ..services import users as user_service
-from ..services.audit import record_event_now
+from ..services.audit import record_failure_now
 
 bp = Blueprint("auth", __name__)
 security_log = logging.getLogger("authserver.security")
@@ -85,7 +85,7 @@ def login() -> Response | str | tuple[str, int]:
     if user is None:
         record_login_failure(username, get_remote_address())
         security_log.warning("login failed username=%s", username[:150])
-        record_event_now("login.failed", username=username[:150])
+        record_failure_now("login.failed", address=get_remote_address(), username=username[:150])
         counter = _counter()
         if counter:
             counter("login_failed")

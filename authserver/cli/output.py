@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..clock import format_utc
 from ..errors import AuthServerError
+from ..logs import escape_controls
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -125,7 +126,9 @@ def emit_json(document: Any) -> None:
 
 def emit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a plain aligned table for humans."""
-    cells = [[("" if v is None else human(v)) for v in row] for row in rows]
+    # Cells may hold what anyone typed (a username in a failed login): escaped, so a
+    # terminal never receives raw control characters.
+    cells = [[("" if v is None else escape_controls(human(v))) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, value in enumerate(row):

@@ -1,4 +1,4 @@
-"""The append-only audit trail."""
+"""The append-only audit trail (only a failure row's count may grow)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON
+from sqlalchemy import Integer
 from sqlalchemy import String
+from sqlalchemy import text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -27,3 +29,7 @@ class AuditEvent(Model):
     client_id: Mapped[str | None] = mapped_column(String(64), index=True)
     username: Mapped[str | None] = mapped_column(String(150), index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Failed logins and client authentications: the caller's address, and how many
+    # failures from it claiming this id fell in the row's minute (one row, not a flood).
+    address: Mapped[str | None] = mapped_column(String(45))
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))

@@ -21,7 +21,7 @@ from ..limits import get_remote_address
 from ..limits import record_client_auth_failure
 from ..models import OAuth2Client
 from ..services import clients as client_service
-from ..services.audit import record_event_now
+from ..services.audit import record_failure_now
 from ..services.clients import AuthenticatedClient
 from .endpoints import RevocationEndpoint
 from .grants import AuthorizationCodeGrant
@@ -92,9 +92,10 @@ class AuthorizationServer(_FlaskServer):
             client_id = presented_credentials().claimed_id
             # Counted against the address (and the id it claimed), never against the
             # client itself: its id is public, its secret was not proven.
-            record_client_auth_failure(get_remote_address(), client_id)
+            address = get_remote_address()
+            record_client_auth_failure(address, client_id)
             security_log.warning("client authentication failed client_id=%s", client_id)
-            record_event_now("client.auth_failed", client_id=client_id)
+            record_failure_now("client.auth_failed", address=address, client_id=client_id)
             metrics_hook = current_app.extensions.get("authserver.count")
             if metrics_hook is not None:
                 metrics_hook("client_auth_failed")

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import delete
+from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import update
 
+from ..clock import utcnow
 from ..database import db
 from ..models import AuditEvent
 
@@ -101,6 +106,60 @@ def record_event_now(event_type: str, **kwargs: Any) -> None:
     db.session.commit()
 
 
+def record_failure_now(
+    event_type: str,
+    *,
+    address: str,
+    client_id: str | None = None,
+    username: str | None = None,
+) -> None:
+    """Count a failed login or client authentication, one row per address, id and minute.
+
+    A flood of failures must not grow the table without bound: the failure joins the
+    row of the same address and claimed id in the current minute (only ``count``
+    may be updated, migration 0008), or starts one. Commits in its own transaction.
+    """
+    client_id = client_id.replace("\x00", "\ufffd") if client_id else client_id
+    username = username.replace("\x00", "\ufffd") if username else username
+    now = utcnow()
+    minute = now.replace(second=0, microsecond=0)
+    db.session.rollback()
+    # The newest matching row only: two workers may each have started one.
+    newest = (
+        select(func.max(AuditEvent.id))
+        .where(
+            AuditEvent.event_type == event_type,
+            AuditEvent.address == address,
+            AuditEvent.client_id.is_not_distinct_from(client_id),
+            AuditEvent.username.is_not_distinct_from(username),
+            AuditEvent.created_at >= minute,
+            AuditEvent.created_at < minute + timedelta(minutes=1),
+        )
+        .scalar_subquery()
+    )
+    counted = db.session.execute(
+        update(AuditEvent)
+        .where(AuditEvent.id == newest)
+        .values(count=AuditEvent.count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if counted.rowcount == 0:  # type: ignore[attr-defined]
+        event = record_event(event_type, client_id=client_id, username=username)
+        event.address = address
+        event.created_at = now
+    db.session.commit()
+
+
+def purge_events(*, before: datetime) -> int:
+    """Delete audit events older than ``before`` and commit; return how many.
+
+    Retention: the trail is append-only, but not kept forever.
+    """
+    deleted = db.session.execute(delete(AuditEvent).where(AuditEvent.created_at < before))
+    db.session.commit()
+    return int(deleted.rowcount)  # type: ignore[attr-defined]
+
+
 def list_events(
     *,
     since: datetime | None = None,
@@ -108,12 +167,15 @@ def list_events(
     username: str | None = None,
     event_type: str | None = None,
     limit: int = 1000,
-) -> list[AuditEvent]:
-    """Return audit events, oldest first, filtered as given."""
+) -> tuple[list[AuditEvent], bool]:
+    """Return the newest ``limit`` audit events, newest first, filtered as given.
+
+    The flag tells whether older matching events were left out by the limit.
+    """
     # record_event keeps NUL out of stored ids and names, and PostgreSQL refuses it.
     if "\x00" in (client_id or "") + (username or "") + (event_type or ""):
-        return []
-    stmt = select(AuditEvent).order_by(AuditEvent.created_at, AuditEvent.id)
+        return [], False
+    stmt = select(AuditEvent).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
     if since is not None:
         stmt = stmt.where(AuditEvent.created_at >= since)
     if client_id is not None:
@@ -122,4 +184,6 @@ def list_events(
         stmt = stmt.where(AuditEvent.username == username)
     if event_type is not None:
         stmt = stmt.where(AuditEvent.event_type == event_type)
-    return list(db.session.scalars(stmt.limit(limit)))
+    # One more than asked for tells whether the limit cut the list.
+    events = list(db.session.scalars(stmt.limit(limit + 1)))
+    return events[:limit], len(events) > limit

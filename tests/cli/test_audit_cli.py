@@ -240,16 +240,17 @@ def history(app):
         db.session.commit()
 
 
-def test_audit_json_is_one_document_oldest_first(cli, history):
+def test_audit_json_is_one_document_newest_first(cli, history):
     rows = json.loads(ok(cli, "audit", "--json").stdout)
     assert [(r["time"], r["type"], r["client_id"], r["username"]) for r in rows] == [
-        ("2029-12-30T00:00:00Z", "client.created", "old", None),
-        ("2029-12-31T23:00:00Z", "client.created", "ifttt", None),
-        ("2029-12-31T23:00:00Z", "login.failed", None, "walter"),
         ("2030-01-01T00:00:00Z", "secret.rotated", "ifttt", None),
+        ("2029-12-31T23:00:00Z", "login.failed", None, "walter"),
+        ("2029-12-31T23:00:00Z", "client.created", "ifttt", None),
+        ("2029-12-30T00:00:00Z", "client.created", "old", None),
     ]
-    assert rows[3]["details"] == {"old_secret_expires_at": "2030-01-02T00:00:00Z"}
-    assert rows[0]["actor"] == "cli"
+    assert rows[0]["details"] == {"old_secret_expires_at": "2030-01-02T00:00:00Z"}
+    assert rows[3]["actor"] == "cli"
+    assert rows[3]["count"] == 1
 
 
 def test_audit_table_by_default(cli, history):
@@ -265,7 +266,7 @@ def test_audit_table_by_default(cli, history):
     ]
     assert len(lines) == 5
     # Every time in one format, a stored "+00:00" included.
-    assert lines[4].split() == [
+    assert lines[1].split() == [
         "2030-01-01T00:00:00Z",
         "secret.rotated",
         "ifttt",
@@ -276,12 +277,12 @@ def test_audit_table_by_default(cli, history):
 def test_audit_since_keeps_recent_events(cli, history):
     with freeze_time(FROZEN):
         rows = json.loads(ok(cli, "audit", "--since", "24h", "--json").stdout)
-        assert [r["type"] for r in rows] == ["client.created", "login.failed", "secret.rotated"]
+        assert [r["type"] for r in rows] == ["secret.rotated", "login.failed", "client.created"]
         rows = json.loads(ok(cli, "audit", "--since", "3600s", "--json").stdout)
         assert [r["time"] for r in rows] == [
-            "2029-12-31T23:00:00Z",
-            "2029-12-31T23:00:00Z",
             "2030-01-01T00:00:00Z",
+            "2029-12-31T23:00:00Z",
+            "2029-12-31T23:00:00Z",
         ]
         rows = json.loads(ok(cli, "audit", "--since", "3599s", "--json").stdout)
         assert [r["type"] for r in rows] == ["secret.rotated"]
@@ -290,7 +291,7 @@ def test_audit_since_keeps_recent_events(cli, history):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("--client", "ifttt"), ["client.created", "secret.rotated"]),
+        (("--client", "ifttt"), ["secret.rotated", "client.created"]),
         (("--user", "walter"), ["login.failed"]),
         (("--type", "client.created"), ["client.created", "client.created"]),
         (("--type", "client.created", "--client", "old"), ["client.created"]),
@@ -330,6 +331,125 @@ def test_every_recorded_type_is_filterable():
     source = Path(__file__).parents[2] / "authserver"
     recorded = set()
     for path in source.rglob("*.py"):
-        recorded.update(re.findall(r'record_event(?:_now)?\(\s*"([a-z_.]+)"', path.read_text()))
+        recorded.update(
+            re.findall(r'record_(?:event|failure)(?:_now)?\(\s*"([a-z_.]+)"', path.read_text())
+        )
     assert {"secret.rotated", "secret.used_old", "family.revoked", "login.failed"} <= recorded
     assert recorded <= set(EVENT_TYPES)
+
+
+# Issue 13: the audit trail under attack -------------------------------------------
+
+FORGERY = "\x1b[2K\rwalter"
+
+
+def test_control_characters_in_a_login_username_never_reach_the_terminal(http, cli, app):
+    assert post_login(http, FORGERY, "guess").status_code == 401
+    for output in (ok(cli, "audit").stdout, ok(cli, "audit", "--json").stdout):
+        assert "\x1b" not in output
+        assert "\r" not in output
+    assert "\\x1b[2K\\x0dwalter" in ok(cli, "audit").stdout
+
+
+def test_control_characters_never_reach_the_text_log(http, app, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="authserver")
+    assert post_login(http, FORGERY, "guess").status_code == 401
+    handler = next(h for h in logging.getLogger("authserver").handlers if hasattr(h, "_authserver"))
+    lines = [handler.format(record) for record in caplog.records]
+    assert any("walter" in line for line in lines)
+    for line in lines:
+        assert "\x1b" not in line
+        assert "\r" not in line
+        assert "\n" not in line
+
+
+def test_audit_lists_newest_first_and_says_when_the_limit_cut_it(cli, history):
+    rows = json.loads(ok(cli, "audit", "--json").stdout)
+    assert [r["time"] for r in rows] == [
+        "2030-01-01T00:00:00Z",
+        "2029-12-31T23:00:00Z",
+        "2029-12-31T23:00:00Z",
+        "2029-12-30T00:00:00Z",
+    ]
+    assert [r["type"] for r in rows[1:3]] == ["login.failed", "client.created"]
+    complete = run(cli, "audit")
+    assert "limit" not in complete.stderr
+    cut = run(cli, "audit", "--limit", "2")
+    assert cut.exit_code == 0
+    assert len(cut.stdout.splitlines()) == 3
+    assert "newest 2 events shown" in cut.stderr
+    assert "--limit" in cut.stderr
+    cut_json = run(cli, "audit", "--limit", "2", "--json")
+    assert len(json.loads(cut_json.stdout)) == 2
+    assert "newest 2 events shown" in cut_json.stderr
+
+
+def test_audit_purge_deletes_events_older_than_the_given_age(cli, history):
+    with freeze_time(FROZEN):
+        result = ok(cli, "audit", "purge", "--older-than", "1d")
+    assert "1" in result.stdout
+    assert [r.client_id for r in rows_of("client.created")] == ["ifttt"]
+    assert len(all_rows()) == 3
+    with freeze_time(FROZEN):
+        ok(cli, "audit", "purge", "--older-than", "3599s")
+    assert [r.event_type for r in all_rows()] == ["secret.rotated"]
+
+
+def test_audit_purge_requires_an_age(cli, app):
+    result = run(cli, "audit", "purge")
+    assert result.exit_code == 2
+    assert "--older-than" in result.stderr
+
+
+@pytest.mark.app_config(RATE_LIMITS="off")
+def test_failed_client_authentication_flood_is_aggregated_per_address_id_and_minute(
+    http, oauth_client
+):
+    wrong = {
+        "grant_type": "refresh_token",
+        "refresh_token": "x",
+        "client_id": oauth_client.client_id,
+        "client_secret": "wrong",
+    }
+    with freeze_time("2030-01-01T00:00:10+00:00") as clock:
+        http.environ_base["REMOTE_ADDR"] = "203.0.113.7"
+        for _ in range(150):
+            assert http.post("/oauth/token", data=wrong).status_code == 401
+        http.post("/oauth/token", data={**wrong, "client_id": "other"})
+        http.environ_base["REMOTE_ADDR"] = "203.0.113.8"
+        http.post("/oauth/token", data=wrong)
+        clock.tick(60)
+        http.environ_base["REMOTE_ADDR"] = "203.0.113.7"
+        http.post("/oauth/token", data=wrong)
+    rows = rows_of("client.auth_failed")
+    assert [(r.address, r.client_id, r.count) for r in rows] == [
+        ("203.0.113.7", oauth_client.client_id, 150),
+        ("203.0.113.7", "other", 1),
+        ("203.0.113.8", oauth_client.client_id, 1),
+        ("203.0.113.7", oauth_client.client_id, 1),
+    ]
+
+
+@pytest.mark.app_config(RATE_LIMITS="off")
+def test_failed_login_flood_is_aggregated_and_counted_in_the_listing(http, cli, user):
+    with freeze_time("2030-01-01T00:00:10+00:00"):
+        for _ in range(20):
+            assert post_login(http, "walter", "guess").status_code == 401
+    rows = rows_of("login.failed")
+    assert [(r.username, r.address, r.count) for r in rows] == [("walter", "127.0.0.1", 20)]
+    (row,) = rows
+    (listed,) = json.loads(ok(cli, "audit", "--type", "login.failed", "--json").stdout)
+    assert listed["count"] == 20
+    assert "count=20" in ok(cli, "audit").stdout
+
+
+def test_only_the_count_of_an_audit_row_may_grow(app, oauth_client):
+    db.session.rollback()
+    db.session.execute(update(AuditEvent).values(count=AuditEvent.count + 1))
+    db.session.commit()
+    for change in ({"count": 0}, {"client_id": "forged"}, {"address": "192.0.2.1"}):
+        with pytest.raises(DBAPIError, match="append-only"):
+            db.session.execute(update(AuditEvent).values(**change))
+        db.session.rollback()
