@@ -147,12 +147,6 @@ SAMPLE: tuple[Mutant, ...] = (
         (RACES,),
     ),
     Mutant(
-        "replay-successor-unused",
-        "        successor_unused,\n        family_live,\n",
-        "        family_live,\n",
-        (REFRESH,),
-    ),
-    Mutant(
         "replay-window-boundary",
         "        RefreshToken.grace_ends_at > now,\n",
         "        RefreshToken.grace_ends_at >= now,\n",
@@ -171,13 +165,6 @@ SAMPLE: tuple[Mutant, ...] = (
         "if row is None:",
         (TOKEN,),
     ),
-    Mutant(
-        "code-expiry-boundary",
-        "if utcnow() >= row.expires_at:",
-        "if utcnow() > row.expires_at:",
-        (TOKEN,),
-    ),
-    # Access-token usability (introspection, user info).
     Mutant(
         "access-disabled-client",
         "        _clients.disabled.is_(False),\n",
@@ -213,9 +200,22 @@ SAMPLE: tuple[Mutant, ...] = (
         (GUARDS,),
     ),
     Mutant(
+        "audit-names-user",
+        "client_id or names[0], username or names[1]",
+        "client_id or names[0], username",
+        (GUARDS,),
+    ),
+    Mutant(
         "issue-disabled-user",
         "    if user.disabled:\n"
         '        raise ValidationError(f"user {user.username!r} is disabled")\n',
+        "",
+        (TOKENS_CLI,),
+    ),
+    Mutant(
+        "issue-disabled-client",
+        "    if oauth_client.disabled:\n"
+        '        raise ValidationError(f"client {oauth_client.client_id!r} is disabled")\n',
         "",
         (TOKENS_CLI,),
     ),
