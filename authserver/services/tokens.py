@@ -22,6 +22,7 @@ from sqlalchemy import Table
 from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import case
+from sqlalchemy import cast
 from sqlalchemy import delete
 from sqlalchemy import exists
 from sqlalchemy import insert
@@ -390,7 +391,14 @@ _CLAIM_REFRESH = (
             else_=_refresh.grace_ends_at,
         ),
         successor_ciphertext=case(
-            (_IS_PRESENTED, bindparam("sealed", type_=_refresh.successor_ciphertext.type)),
+            # CAST: with no grace the value is NULL, which PostgreSQL would type as text.
+            (
+                _IS_PRESENTED,
+                cast(
+                    bindparam("sealed", type_=_refresh.successor_ciphertext.type),
+                    _refresh.successor_ciphertext.type,
+                ),
+            ),
             else_=null(),
         ),
     )
