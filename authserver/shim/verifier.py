@@ -1,5 +1,7 @@
 """Verify IFTTT access tokens in a Python shim by asking the authserver (RFC 7662).
 
+The lower layer of the kit (``IftttService`` uses it); usable on its own too.
+
 A shim (the service that answers IFTTT's trigger and action calls) receives
 ``Authorization: Bearer <token>`` on every request. This module checks such a token
 against the authserver's introspection endpoint with the shim's resource-server
