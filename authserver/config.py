@@ -55,8 +55,11 @@ DEFAULTS: dict[str, Any] = {
     # Failed logins allowed per username, and per client address.
     "RATE_LIMIT_LOGIN_USER": "10 per 5 minutes",
     "RATE_LIMIT_LOGIN_IP": "50 per 5 minutes",
-    # Failed token-endpoint requests allowed per client id.
+    # Failed client authentications (token, revocation, introspection) allowed per
+    # address and claimed client id, and per address whatever the id. Nothing counts
+    # once a client has authenticated (invalid_grant is IFTTT's normal traffic).
     "RATE_LIMIT_TOKEN_FAILURES": "60 per minute",
+    "RATE_LIMIT_CLIENT_AUTH_IP": "120 per minute",
     # Introspection calls allowed per resource server (shims call it on every poll;
     # 100k users with a few Applets each mean hundreds a second, bursts far more).
     "RATE_LIMIT_INTROSPECTION": "300000 per minute",

@@ -1,7 +1,10 @@
-"""Abuse limits on the `limits` library: failed logins, token failures, introspection.
+"""Abuse limits on the `limits` library: failed logins and client auth, introspection.
 
-Only failures count against logins and the token endpoint, so IFTTT's legitimate
-bursts of token and user-info calls are never throttled.
+Limits are keyed on what was proven, not on what was claimed. Only failed logins and
+failed client authentications count, against the caller's address (and the username
+or client id it claimed); nothing counts once a client has authenticated, so IFTTT's
+bursts of refreshes, stale refresh tokens (invalid_grant) and user-info calls are
+never throttled, and nobody can spend IFTTT's budget by claiming its public id.
 
 Every limit is checked explicitly where it applies. Flask-Limiter's extension (built on
 the same library) would add a before/after-request hook pair to every request, about
@@ -33,6 +36,7 @@ LIMIT_KEYS = (
     "RATE_LIMIT_LOGIN_USER",
     "RATE_LIMIT_LOGIN_IP",
     "RATE_LIMIT_TOKEN_FAILURES",
+    "RATE_LIMIT_CLIENT_AUTH_IP",
     "RATE_LIMIT_INTROSPECTION",
 )
 
@@ -109,83 +113,74 @@ def enabled() -> bool:
     return bool(current_app.config["RATELIMIT_ENABLED"])
 
 
-def _exceeded(key: str, scope: str, ident: str) -> int | None:
+def _exceeded(key: str, *identifiers: str) -> int | None:
     """Return seconds to wait if the limit is used up, else None."""
     if not enabled():
         return None
     limiter, items = _limiter()
     item = items[key]
-    if limiter.test(item, scope, ident):
+    if limiter.test(item, *identifiers):
         return None
-    reset, _remaining = limiter.get_window_stats(item, scope, ident)
+    reset, _remaining = limiter.get_window_stats(item, *identifiers)
     return max(1, math.ceil(reset - time.time()))
 
 
-def _hit(key: str, scope: str, ident: str) -> None:
+def _hit(key: str, *identifiers: str) -> None:
     if enabled():
         limiter, items = _limiter()
-        limiter.hit(items[key], scope, ident)
+        limiter.hit(items[key], *identifiers)
 
 
-def login_limit_exceeded(username: str) -> int | None:
+def _login_key(username: str) -> str:
+    # The lookup's own normalization (NFKC), then casefold: every spelling that logs
+    # into an account, full-width or otherwise, shares that account's counter.
+    from .services.users import normalize_username
+
+    return normalize_username(username).casefold()[:150]
+
+
+def login_limit_exceeded(username: str, address: str) -> int | None:
     """Return seconds to wait if this username or address failed too often."""
-    user_key = username.strip().casefold()[:150]
-    return _exceeded("RATE_LIMIT_LOGIN_USER", "login-user", user_key) or _exceeded(
-        "RATE_LIMIT_LOGIN_IP", "login-ip", get_remote_address()
+    return _exceeded("RATE_LIMIT_LOGIN_USER", "login-user", _login_key(username)) or _exceeded(
+        "RATE_LIMIT_LOGIN_IP", "login-ip", address
     )
 
 
-def record_login_failure(username: str) -> None:
+def record_login_failure(username: str, address: str) -> None:
     """Count a failed login against the username and the address."""
-    _hit("RATE_LIMIT_LOGIN_USER", "login-user", username.strip().casefold()[:150])
-    _hit("RATE_LIMIT_LOGIN_IP", "login-ip", get_remote_address())
+    _hit("RATE_LIMIT_LOGIN_USER", "login-user", _login_key(username))
+    _hit("RATE_LIMIT_LOGIN_IP", "login-ip", address)
 
 
-def token_failure_key() -> str:
-    """Identify the caller of the token endpoint: its client id, else its address."""
-    from authlib.oauth2.rfc6749 import OAuth2Error
+def client_auth_exceeded(address: str, claimed_id: str | None) -> int | None:
+    """Return seconds to wait if this address failed client authentication too often.
 
-    from .oauth2.server import basic_credentials
-
-    try:
-        client_id, _ = basic_credentials(request.headers)
-    except OAuth2Error:  # a malformed header is just "no client id"
-        client_id = None
-    client_id = client_id or request.form.get("client_id")
-    if client_id and len(client_id) <= 64:
-        return "client:" + client_id
-    return "ip:" + get_remote_address()
+    Counted per address, and per address plus the client id it claimed: a client id
+    is public (IFTTT's is in every authorize URL), so failures claiming it never
+    count against the real client calling from elsewhere.
+    """
+    wait = _exceeded("RATE_LIMIT_CLIENT_AUTH_IP", "client-auth-ip", address)
+    if wait is None and claimed_id is not None:
+        wait = _exceeded("RATE_LIMIT_TOKEN_FAILURES", "client-auth", address, claimed_id)
+    return wait
 
 
-def token_failures_exceeded() -> int | None:
-    """Return seconds to wait if this token-endpoint caller failed too often."""
-    return _exceeded("RATE_LIMIT_TOKEN_FAILURES", "token-fail", token_failure_key())
+def record_client_auth_failure(address: str, claimed_id: str | None) -> None:
+    """Count a failed client authentication against the address (and the claimed id)."""
+    _hit("RATE_LIMIT_CLIENT_AUTH_IP", "client-auth-ip", address)
+    if claimed_id is not None:
+        _hit("RATE_LIMIT_TOKEN_FAILURES", "client-auth", address, claimed_id)
 
 
-def record_token_failure() -> None:
-    """Count a failed token-endpoint request against its caller."""
-    _hit("RATE_LIMIT_TOKEN_FAILURES", "token-fail", token_failure_key())
-
-
-def introspection_caller() -> str:
-    """Key introspection limits by the resource server's id (or the address)."""
-    auth = request.authorization
-    if auth is not None and auth.username:
-        return "rs:" + auth.username[:64]
-    form_id = request.form.get("client_id")
-    return "rs:" + form_id[:64] if form_id else "ip:" + get_remote_address()
-
-
-def introspection_exceeded() -> int | None:
-    """Count one introspection call; return seconds to wait when over the limit."""
+def introspection_exceeded(caller_id: str) -> int | None:
+    """Count one call of an authenticated caller; return seconds to wait when over."""
     if not enabled():
         return None
     limiter, items = _limiter()
     item = items["RATE_LIMIT_INTROSPECTION"]
-    ident = introspection_caller()
-    if limiter.hit(item, "introspect", ident):
+    if limiter.hit(item, "introspect", caller_id):
         return None
-    reset, _remaining = limiter.get_window_stats(item, "introspect", ident)
+    reset, _remaining = limiter.get_window_stats(item, "introspect", caller_id)
     return max(1, math.ceil(reset - time.time()))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 from collections.abc import Callable
@@ -11,9 +12,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask.testing import FlaskCliRunner
 from flask_migrate import upgrade
 from sqlalchemy import create_engine
 from sqlalchemy import text
+from sqlalchemy.pool import NullPool
 
 from authserver import create_app
 from authserver.database import db
@@ -92,26 +95,49 @@ def base_config(url: str, instance: Any = None) -> dict[str, Any]:
     }
 
 
-class FreshGlobalsClient(FlaskClient):
-    """Give each request a fresh ``g``, as a server's own app context would.
+def _in_own_context(call: Callable[[], Any]) -> Any:
+    """Run a request or CLI call in an app context (and database session) of its own.
 
-    Requests reuse the fixture's app context (and so its ``db.session``), but ``g``
-    must not outlive a request: Flask-Login caches the user and Flask-WTF the CSRF
-    token there, which would hide logouts, epoch bumps and session renewal.
+    The test body keeps an app context for arranging and asserting, but a request or
+    CLI call must not join it: in production each has its own context, and its session
+    ends (rolling back whatever it did not commit) when the call returns. So the call
+    runs in an empty ``contextvars.Context``, where Flask pushes a fresh context, and
+    the test's own session ends its transaction before (holding no locks, and dropping
+    uncommitted writes the call must not see) and after (so the test then reads the
+    call's committed effects, and only those, through its own connection).
     """
+    from flask.globals import _cv_app
+
+    outer = _cv_app.get(None)
+    if outer is not None:
+        db.session.rollback()
+    try:
+        return contextvars.Context().run(call)
+    finally:
+        if outer is not None:
+            db.session.rollback()
+
+
+class OwnContextClient(FlaskClient):
+    """A test client whose every request runs in its own app context, as on a server."""
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
-        from flask.globals import _cv_app
+        return _in_own_context(lambda: super(OwnContextClient, self).open(*args, **kwargs))
 
-        context = _cv_app.get(None)
-        if context is None or context.app is not self.application:
-            return super().open(*args, **kwargs)
-        saved = context.g
-        context.g = self.application.app_ctx_globals_class()
-        try:
-            return super().open(*args, **kwargs)
-        finally:
-            context.g = saved
+
+class OwnContextCliRunner(FlaskCliRunner):
+    """A CLI runner whose every command runs in its own app context, as from a shell.
+
+    Commands go through the ``authserver`` console script's own group (not
+    ``app.cli``), which pushes the app context for each command as it does in use.
+    """
+
+    def invoke(self, cli: Any = None, args: Any = None, **kwargs: Any) -> Any:
+        from authserver.cli import build_cli
+
+        group = build_cli() if cli is None else cli
+        parent = super()
+        return _in_own_context(lambda: parent.invoke(group, args, **kwargs))
 
 
 @pytest.fixture
@@ -128,7 +154,10 @@ def app(
         config.update(marker.kwargs)
     application = create_app(config)
     application.config["TESTING"] = True
-    application.test_client_class = FreshGlobalsClient
+    application.test_client_class = OwnContextClient
+    application.test_cli_runner_class = OwnContextCliRunner
+    # The test body's own context: factories and assertions use its session, a
+    # connection separate from every request's and CLI call's (see _in_own_context).
     with application.app_context():
         yield application
         empty_database()
@@ -142,6 +171,25 @@ def empty_database() -> None:
         for table in reversed(db.metadata.sorted_tables):
             connection.execute(table.delete())
     db.engine.dispose()
+
+
+@pytest.fixture
+def committed(database_url: str) -> Iterator[Callable[..., list[Any]]]:
+    """Run a query on a connection of its own, which sees only committed rows.
+
+    For asserting a state change: neither the test's session nor the request's can
+    show an uncommitted write here.
+    """
+    engine = create_engine(
+        database_url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool
+    )
+
+    def fetch(statement: Any, **params: Any) -> list[Any]:
+        with engine.connect() as connection:
+            return list(connection.execute(statement, params))
+
+    yield fetch
+    engine.dispose()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from flask_login import logout_user
 
 from ..forms import LoginForm
 from ..forms import LogoutForm
+from ..limits import get_remote_address
 from ..limits import login_limit_exceeded
 from ..limits import record_login_failure
 from ..limits import too_many
@@ -77,12 +78,12 @@ def login() -> Response | str | tuple[str, int]:
         )
         return render_template("auth/login.html", form=form, error=error), status
     username = form.username.data or ""
-    wait = login_limit_exceeded(username)
+    wait = login_limit_exceeded(username, get_remote_address())
     if wait:
         return too_many(wait, form)
     user = user_service.authenticate(username, form.password.data or "")
     if user is None:
-        record_login_failure(username)
+        record_login_failure(username, get_remote_address())
         security_log.warning("login failed username=%s", username[:150])
         record_event_now("login.failed", username=username[:150])
         counter = _counter()

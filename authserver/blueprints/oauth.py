@@ -19,11 +19,12 @@ from flask import url_for
 from flask_babel import gettext
 from flask_login import current_user
 
+from ..credentials import presented_credentials
 from ..extensions import csrf
 from ..forms import ConsentForm
+from ..limits import client_auth_exceeded
+from ..limits import get_remote_address
 from ..limits import introspection_exceeded
-from ..limits import record_token_failure
-from ..limits import token_failures_exceeded
 from ..limits import too_many
 from ..logs import note_request
 from ..oauth2 import introspection
@@ -97,38 +98,47 @@ def authorize() -> Response | tuple[str, int] | str:
     return _error_page(OAuth2Error(description=gettext("Choose Allow or Deny.")))
 
 
+def _refused_for_failures() -> Response | None:
+    """Answer 429 to an address that failed client authentication too often.
+
+    Checked before any secret is: a refused address learns nothing more.
+    """
+    wait = client_auth_exceeded(get_remote_address(), presented_credentials().claimed_id)
+    return too_many(wait) if wait else None
+
+
 @bp.post("/oauth/token")
 @csrf.exempt
 def token() -> Response:
     """Exchange a code or refresh token (RFC 6749 §3.2)."""
-    wait = token_failures_exceeded()
-    if wait:
-        return too_many(wait)
+    refused = _refused_for_failures()
+    if refused is not None:
+        _note_presented_client()
+        return refused
     server = authorization_server()
     try:
         response: Response = server.create_token_response()
     except DuplicateParameterError as error:
         response = server.handle_error_response(None, error)
-    if response.status_code >= 400:
-        record_token_failure()
-    _note_token_request(response)
+    _note_presented_client()
     return response
 
 
-def _note_token_request(response: Response) -> None:
+def _note_presented_client() -> None:
     """Name the presented client in the log when no grant owner was noted."""
-    if g.get("log_client_id"):
-        return
-    presented = request.authorization.username if request.authorization else None
-    presented = presented or request.form.get("client_id")
-    if presented and len(presented) <= 64:
-        note_request(client_id=presented)
+    if not g.get("log_client_id"):
+        claimed = presented_credentials().claimed_id
+        if claimed:
+            note_request(client_id=claimed)
 
 
 @bp.post("/oauth/revoke")
 @csrf.exempt
 def revoke() -> Response:
     """RFC 7009 token revocation."""
+    refused = _refused_for_failures()
+    if refused is not None:
+        return refused
     server = authorization_server()
     try:
         response: Response = server.create_endpoint_response("revocation")
@@ -143,13 +153,18 @@ def introspect() -> Response:
     """RFC 7662 token introspection for resource servers (the shims' hot path)."""
     # The log names the caller (the resource server), refused or not; introspect()
     # notes the token's owner.
-    caller = getattr(request.authorization, "username", None) or request.form.get("client_id")
-    note_request(client_id=caller[:64] if caller else None)
-    wait = introspection_exceeded()
-    if wait:
-        return too_many(wait)
+    _note_presented_client()
+    refused = _refused_for_failures()
+    if refused is not None:
+        return refused
     try:
-        body = introspection.introspect()
+        caller = introspection.authenticate_introspection_caller()
+        # The quota is the authenticated caller's: calls that only claim its id
+        # spend their address's failure budget instead.
+        wait = introspection_exceeded(f"{caller.owner_kind}:{caller.owner_id}")
+        if wait:
+            return too_many(wait)
+        body = introspection.introspect(caller)
     except OAuth2Error as error:
         return authorization_server().handle_error_response(None, error)
     return Response(json.dumps(body), 200, default_json_headers)

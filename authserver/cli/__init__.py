@@ -37,6 +37,7 @@ def admin_commands() -> dict[str, click.Command]:
     from .demo import demo_command
     from .resource_servers import resource_servers
     from .serve import serve_command
+    from .shim_check import shim_check_command
     from .tokens import tokens
     from .users import users
     from .verify import ifttt_check_command
@@ -50,6 +51,7 @@ def admin_commands() -> dict[str, click.Command]:
         serve_command,
         demo_command,
         ifttt_check_command,
+        shim_check_command,
         db_group,
     ]
     return {str(command.name): command for command in commands}

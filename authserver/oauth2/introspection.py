@@ -15,12 +15,13 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import current_app
 from flask import request
 
+from ..credentials import presented_credentials
 from ..database import read_without_transaction
 from ..logs import note_request
 from ..services import clients as client_service
 from ..services import tokens as token_service
 from ..services.clients import SecretMatch
-from .server import basic_credentials
+from .server import check_presented_basic
 from .server import reject_duplicate_parameters
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
@@ -30,13 +31,11 @@ INACTIVE: dict[str, Any] = {"active": False}
 def authenticate_caller() -> SecretMatch:
     """Accept a resource server or a confidential client, Basic or form body.
 
-    :raises InvalidClientError: 401 for missing or wrong credentials.
+    :raises InvalidClientError: 401 for missing, malformed or wrong credentials.
     """
-    caller_id, secret = basic_credentials(request.headers)
-    if not caller_id:
-        caller_id = request.form.get("client_id")
-        secret = request.form.get("client_secret")
-    caller = client_service.match_secret(caller_id or "", secret or "")
+    check_presented_basic()
+    presented = presented_credentials()
+    caller = client_service.match_secret(presented.client_id or "", presented.secret or "")
     if caller is None:
         raise InvalidClientError(
             status_code=401, description="Resource server authentication failed."
@@ -45,18 +44,25 @@ def authenticate_caller() -> SecretMatch:
     return caller
 
 
-def introspect() -> dict[str, Any]:
-    """Answer one introspection request (RFC 7662 §2.2 body).
+def authenticate_introspection_caller() -> SecretMatch:
+    """Refuse repeated parameters, then authenticate the caller on the read-only path.
+
+    :raises InvalidClientError: 401 for missing, malformed or wrong credentials.
+    :raises InvalidRequestError: 400 for a repeated parameter.
+    """
+    reject_duplicate_parameters()
+    read_without_transaction()
+    return authenticate_caller()
+
+
+def introspect(caller: SecretMatch) -> dict[str, Any]:
+    """Answer one introspection request of an authenticated caller (RFC 7662 §2.2 body).
 
     Refresh tokens are never reported active: they authorize no call, and a shim
     that only reads ``active`` must not accept one as a bearer token.
 
-    :raises InvalidClientError: 401 for missing or wrong caller credentials.
-    :raises InvalidRequestError: 400 for a missing ``token`` or a repeated parameter.
+    :raises InvalidRequestError: 400 for a missing ``token``.
     """
-    reject_duplicate_parameters()
-    read_without_transaction()
-    caller = authenticate_caller()
     # RFC 7662 §2.1: token_type_hint is advisory, so an unknown one is no error.
     raw = request.form.get("token")
     if raw is None:

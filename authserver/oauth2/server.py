@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
-from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskServer
 from authlib.oauth2.rfc6749 import InvalidClientError
@@ -20,6 +16,9 @@ from flask import Response
 from flask import current_app
 from flask import request as flask_request
 
+from ..credentials import presented_credentials
+from ..limits import get_remote_address
+from ..limits import record_client_auth_failure
 from ..models import OAuth2Client
 from ..services import clients as client_service
 from ..services.audit import record_event_now
@@ -90,7 +89,10 @@ class AuthorizationServer(_FlaskServer):
                 # Authlib's wording prints a Python list of every method, "none"
                 # included, even to a confidential client: say what went wrong.
                 error.description = CLIENT_AUTH_FAILED
-            client_id = _presented_client_id()
+            client_id = presented_credentials().claimed_id
+            # Counted against the address (and the id it claimed), never against the
+            # client itself: its id is public, its secret was not proven.
+            record_client_auth_failure(get_remote_address(), client_id)
             security_log.warning("client authentication failed client_id=%s", client_id)
             record_event_now("client.auth_failed", client_id=client_id)
             metrics_hook = current_app.extensions.get("authserver.count")
@@ -159,45 +161,6 @@ class _UnsupportedGrantTypeError(UnsupportedGrantTypeError):
         return "The grant_type is not supported."
 
 
-def _presented_client_id() -> str | None:
-    try:
-        client_id, _ = basic_credentials(flask_request.headers)
-    except OAuth2Error:
-        client_id = None
-    client_id = client_id or flask_request.form.get("client_id")
-    if client_id is None or len(client_id) > 64:
-        return None
-    return str(client_id)
-
-
-def basic_credentials(headers: Mapping[str, str] | Any) -> tuple[str | None, str | None]:
-    """Return the client id and secret of an HTTP Basic header, or (None, None).
-
-    RFC 6749 §2.3.1: both are form-urlencoded, then joined by a colon. Authlib's own
-    parser crashes on an empty token or bytes that are not UTF-8; this one refuses
-    any malformed header instead.
-
-    :raises InvalidClientError: 401 for a Basic header that cannot be decoded.
-    """
-    header = headers.get("Authorization") or ""
-    scheme, _, encoded = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None, None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        raise _malformed_basic() from None
-    client_id, colon, secret = decoded.partition(":")
-    client_id, secret = unquote(client_id), unquote(secret)
-    if not colon or not client_id or not secret or not _printable(client_id + secret):
-        raise _malformed_basic()
-    return client_id, secret
-
-
-def _printable(text: str) -> bool:
-    return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
-
-
 def _malformed_basic() -> InvalidClientError:
     return InvalidClientError(
         status_code=401, description="The Basic authorization header is malformed."
@@ -213,25 +176,37 @@ def authenticate_client_secret_basic(query_client: Any, request: Any) -> Any:
     :raises InvalidClientError: for a malformed header.
     :raises InvalidRequestError: when the body contradicts the header.
     """
-    client_id, secret = basic_credentials(request.headers)
-    if client_id is None or secret is None:
+    presented = presented_credentials()
+    if presented.malformed_basic:
+        raise _malformed_basic()
+    if presented.method != "client_secret_basic":
         return None
-    form = request.form
-    for key, value in (("client_id", client_id), ("client_secret", secret)):
-        if form.get(key) not in (None, value):
+    for key, body, header in (
+        ("client_id", presented.body_client_id, presented.client_id),
+        ("client_secret", presented.body_secret, presented.secret),
+    ):
+        if body not in (None, header):
             raise InvalidRequestError(
                 f"The {key} in the body differs from the Authorization header."
             )
-    return client_service.authenticate_client(client_id, secret)
+    return client_service.authenticate_client(presented.client_id or "", presented.secret or "")
 
 
 def authenticate_client_secret_post(query_client: Any, request: Any) -> Any:
     """Authenticate a client by client_id and client_secret in the form body (IFTTT)."""
-    form = request.form
-    client_id, secret = form.get("client_id"), form.get("client_secret")
-    if not isinstance(client_id, str) or not isinstance(secret, str):
+    presented = presented_credentials()
+    if presented.method != "client_secret_post":
         return None
-    return client_service.authenticate_client(client_id, secret)
+    return client_service.authenticate_client(presented.client_id or "", presented.secret or "")
+
+
+def check_presented_basic() -> None:
+    """Refuse a malformed Basic header before anything else reads the request.
+
+    :raises InvalidClientError: 401 for a Basic header that cannot be decoded.
+    """
+    if presented_credentials().malformed_basic:
+        raise _malformed_basic()
 
 
 def init_oauth2(app: Flask) -> None:

@@ -865,18 +865,6 @@ def find_active_access_token(raw: str) -> ActiveAccessToken | None:
     )
 
 
-def refresh_token_is_active(row: RefreshToken) -> bool:
-    """Tell whether a refresh token can still be exchanged as a fresh token."""
-    family = row.family
-    return (
-        row.revoked_at is None
-        and row.rotated_at is None
-        and family.revoked_at is None
-        and not family.oauth_client.disabled
-        and not family.user.disabled
-    )
-
-
 # CLI issuance, listing and purge ---------------------------------------------------
 
 

@@ -174,7 +174,7 @@ class IftttService:
         self.triggers: dict[str, _Endpoint] = {}
         self.actions: dict[str, _Endpoint] = {}
         self.queries: dict[str, _Endpoint] = {}
-        self._samples: Callable[[], dict[str, Any]] | None = None
+        self._samples: Callable[[ShimUser], dict[str, Any]] | None = None
         self._on_identity_deleted: Callable[..., Any] | None = None
         self._blueprint: Blueprint | None = None
 
@@ -218,7 +218,10 @@ class IftttService:
         return self._field_hook(self.actions, slug, field, "validations")
 
     def test_setup(self, function: F) -> F:
-        """Register ``function() -> samples``; the kit adds the ``accessToken``."""
+        """Register ``function(user) -> samples``; the kit adds the ``accessToken``.
+
+        ``user`` is the test user the token belongs to (only ``sub`` is known).
+        """
         self._samples = function
         return function
 
@@ -324,12 +327,15 @@ class IftttService:
         self._require_service_key()
         if self._samples is None:
             raise ShimDeveloperError("no @service.test_setup function returns the samples")
-        samples = self._samples()
+        token, sub = self._mint_test_token()
+        # The function learns the test user, so it can make sure that user has
+        # the three events IFTTT's tests expect of every trigger.
+        samples = self._samples(ShimUser(sub, frozenset(), {"sub": sub}))
         if not isinstance(samples, dict):
             raise ShimDeveloperError("the @service.test_setup function must return a dict")
-        return {"accessToken": self._mint_test_token(), "samples": samples}
+        return {"accessToken": token, "samples": samples}
 
-    def _mint_test_token(self) -> str:
+    def _mint_test_token(self) -> tuple[str, str]:
         try:
             answer = requests.post(
                 self.authserver_url + "/shim/test-token",
@@ -347,13 +353,14 @@ class IftttService:
                 f"{answer.status_code}"
             )
         try:
-            token = answer.json()["access_token"] if answer.status_code == 200 else None
+            body = answer.json() if answer.status_code == 200 else {}
+            token, sub = body["access_token"], body["sub"]
         except (ValueError, KeyError, TypeError):
-            token = None
-        if not isinstance(token, str) or not token:
+            token = sub = None
+        if not (isinstance(token, str) and token and isinstance(sub, str) and sub):
             log.warning("test token: authserver answered %s", answer.status_code)
             raise _RequestError(503, "No test token is available right now.")
-        return token
+        return token, sub
 
     def _trigger(self, slug: str) -> Response:
         return self._answer(lambda: self._do_trigger(slug))
@@ -505,7 +512,9 @@ class IftttService:
         try:
             claims = self.verifier.verify(token)
         except AuthServerUnavailableError:
-            raise _RequestError(503, "The service is temporarily unavailable.") from None
+            raise _RequestError(
+                503, "The service is temporarily unavailable. Please retry."
+            ) from None
         if claims is None or not isinstance(claims.get("sub"), str):
             raise _RequestError(401, "Invalid or expired access token.")
         scopes = frozenset(str(claims.get("scope") or "").split())
@@ -584,6 +593,9 @@ def _error(status: int, message: str, *, skip: bool = False) -> Response:
     response.status_code = status
     response.headers["Content-Type"] = JSON_UTF8
     response.headers["Cache-Control"] = "no-store"
+    if status == 503:
+        # IFTTT retries a 503 later; say when.
+        response.headers["Retry-After"] = "5"
     if status == 401:
         # RFC 6750 §3.1; IFTTT itself looks only at the status and the errors array.
         response.headers["WWW-Authenticate"] = 'Bearer realm="ifttt-shim", error="invalid_token"'

@@ -1,178 +1,156 @@
-"""A tiny IFTTT shim: service status, test setup and one trigger, on authserver.shim.
+"""An IFTTT service on the kit (authserver.shim): notes by topic.
 
-Run it next to an authserver (see README.md in this folder)::
+A trigger with a field (new note in a topic), an action (create a note, which tells
+IFTTT's Realtime API to poll), a query (list notes), field options and validation,
+trigger identities in a SQLAlchemy store. Run it (see README.md in this folder)::
 
-    AUTHSERVER_URL=https://auth.example.com \
-    SHIM_SERVER_ID=rs_... SHIM_SERVER_SECRET=... \
-    IFTTT_SERVICE_KEY=... \
-    SHIM_TEST_TOKEN_COMMAND="authserver tokens issue --user demo --client ifttt --json" \
-    python examples/shim/app.py
+    AUTHSERVER_URL=https://auth.example.com SHIM_SERVER_ID=rs_... SHIM_SERVER_SECRET=... \
+    IFTTT_SERVICE_KEY=production-key,staging-key PORT=8080 python examples/shim/app.py
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
-import shlex
-import subprocess
-from collections.abc import Callable
-from datetime import UTC
-from datetime import datetime
-from datetime import timedelta
+import time
 from typing import Any
 
 from flask import Flask
-from flask import Response
-from flask import jsonify
-from flask import request
+from sqlalchemy import Column
+from sqlalchemy import Integer
+from sqlalchemy import MetaData
+from sqlalchemy import String
+from sqlalchemy import Table
+from sqlalchemy import create_engine
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import select
 
-from authserver.shim import IntrospectionVerifier
-from authserver.shim import ShimProtector
-from authserver.shim import current_token
-from authserver.shim import ifttt_error
+from authserver.shim import IftttService
+from authserver.shim import ShimUser
+from authserver.shim import Skip
+from authserver.shim import SQLAlchemyStore
 
-TRIGGER_SLUG = "new_thing"
-# What test/setup hands IFTTT's endpoint tests as sample trigger fields.
-SAMPLES = {
-    "triggers": {TRIGGER_SLUG: {"topic": "news"}},
-    "triggerFieldValidations": {TRIGGER_SLUG: {"topic": {"valid": "news", "invalid": ""}}},
-}
-
-
-class TestTokenError(Exception):
-    """The test token for IFTTT's endpoint tests could not be minted."""
+TOPICS = ["news", "sports", "work"]
+metadata = MetaData()
+notes = Table(
+    "notes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", String(255), index=True, nullable=False),
+    Column("topic", String(40), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("created", Integer, nullable=False),  # Unix seconds
+)
 
 
 def create_app(
     *,
-    introspection_url: str,
+    authserver_url: str,
     server_id: str,
-    secret: str,
-    service_key: str,
-    test_access_token: Callable[[], str],
-    cache_seconds: float = 30.0,
-    timeout: float = 3.0,
+    server_secret: str,
+    service_keys: list[str],
+    database_url: str = "sqlite:///example-shim.db",
+    realtime_url: str | None = None,
 ) -> Flask:
-    """Build the shim; ``test_access_token`` returns the token test/setup hands IFTTT."""
-    app = Flask(__name__)
-    verifier = IntrospectionVerifier(
-        introspection_url,
+    """Build the shim: the service's functions, registered on the kit."""
+    engine = create_engine(database_url)
+    store = SQLAlchemyStore(engine, metadata=metadata)
+    metadata.create_all(engine)
+    service = IftttService(
+        authserver_url=authserver_url,
         server_id=server_id,
-        secret=secret,
-        cache_seconds=cache_seconds,
-        timeout=timeout,
+        server_secret=server_secret,
+        service_keys=service_keys,
+        store=store,
+        realtime_url=realtime_url,
     )
-    require_token = ShimProtector(verifier)
-    app.extensions["shim.verifier"] = verifier
 
-    def service_key_ok() -> bool:
-        presented = (
-            request.headers.get("IFTTT-Service-Key")
-            or request.headers.get("IFTTT-Channel-Key")
-            or ""
+    def add_note(user_id: str, topic: str, title: str) -> int:
+        with engine.begin() as db:
+            values = {"user_id": user_id, "topic": topic, "title": title}
+            result = db.execute(insert(notes).values(created=int(time.time()), **values))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    # The trigger and the action: all the code an IFTTT service needs for them.
+    @service.trigger("new_note", fields=["topic"])
+    def new_note(user: ShimUser, fields: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        query = (
+            select(notes)
+            .where(notes.c.user_id == user.sub, notes.c.topic == fields["topic"])
+            .order_by(notes.c.id.desc())
+            .limit(limit)
         )
-        # Constant-time comparison of equal-length digests: no timing leak of the key.
-        return hmac.compare_digest(
-            hashlib.sha256(presented.encode()).digest(),
-            hashlib.sha256(service_key.encode()).digest(),
-        ) and bool(presented)
+        with engine.connect() as db:
+            return [
+                {"title": row.title, "meta": {"id": str(row.id), "timestamp": row.created}}
+                for row in db.execute(query)
+            ]
 
-    @app.get("/ifttt/v1/status")
-    def status() -> Response:
-        if not service_key_ok():
-            return ifttt_error("Invalid service key.", 401)
-        return Response(status=200)
-
-    @app.post("/ifttt/v1/test/setup")
-    def test_setup() -> Response:
-        if not service_key_ok():
-            return ifttt_error("Invalid service key.", 401)
-        try:
-            token = test_access_token()
-        except TestTokenError as error:
-            app.logger.error("%s", error)
-            return ifttt_error("No test token is available right now.", 503)
-        response = jsonify(data={"accessToken": token, "samples": SAMPLES})
-        response.headers["Content-Type"] = "application/json; charset=utf-8"
-        return response
-
-    @app.post("/ifttt/v1/triggers/<slug>")
-    @require_token("ifttt")
-    def trigger(slug: str) -> Response:
-        if slug != TRIGGER_SLUG:
-            return ifttt_error(f"Unknown trigger {slug!r}.", 404)
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            body = {}
-        fields = body.get("triggerFields")
-        topic = fields.get("topic") if isinstance(fields, dict) else None
-        if not isinstance(topic, str) or not topic:
-            return ifttt_error("triggerFields.topic is required.", 400)
-        limit = body.get("limit", 50)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            limit = 50
-        items = _events(str(current_token["sub"]), topic)[:limit]
-        response = jsonify(data=items)
-        response.headers["Content-Type"] = "application/json; charset=utf-8"
-        return response
-
-    return app
-
-
-def _events(user_id: str, topic: str) -> list[dict[str, Any]]:
-    """Return this user's events, newest first (IFTTT expects at least three)."""
-    base = datetime(2030, 1, 1, tzinfo=UTC)
-    events = []
-    for n in range(5, 0, -1):
-        moment = base + timedelta(hours=n)
-        events.append(
-            {
-                "title": f"{topic} #{n}",
-                "created_at": moment.isoformat(),
-                "meta": {"id": f"{user_id}-{topic}-{n}", "timestamp": int(moment.timestamp())},
-            }
+    @service.action("create_note", fields=["title", "topic"])
+    def create_note(user: ShimUser, fields: dict[str, Any]) -> int:
+        title, topic = str(fields["title"]).strip(), fields["topic"]
+        if not title:
+            raise Skip("An empty title creates no note.")
+        note_id = add_note(user.sub, topic, title)
+        # Tell IFTTT to poll now the Applets that wait for this topic (in background).
+        waiting = store.find(user_id=user.sub, slug="new_note")
+        service.notify_async(
+            trigger_identities=[i.trigger_identity for i in waiting if i.fields["topic"] == topic]
         )
-    return events
+        return note_id
 
+    @service.trigger_field_options("new_note", "topic")
+    @service.action_field_options("create_note", "topic")
+    def topics(user: ShimUser) -> list[str]:
+        return TOPICS
 
-def token_from_command(command: str) -> Callable[[], str]:
-    """Return a provider that runs e.g. ``authserver tokens issue ... --json`` per call.
+    @service.trigger_field_validation("new_note", "topic")
+    def valid_topic(user: ShimUser, value: Any) -> bool | str:
+        return value in TOPICS or f"Pick one of {', '.join(TOPICS)}."
 
-    A fresh token per test run never expires mid-run, and it is committed before the
-    command exits, so IFTTT can use it at once.
-    """
+    @service.query("list_notes", fields=["topic"])
+    def list_notes(
+        user: ShimUser, fields: dict[str, Any], limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        query = select(notes).where(notes.c.user_id == user.sub, notes.c.topic == fields["topic"])
+        if cursor and cursor.isdigit():
+            query = query.where(notes.c.id < int(cursor))
+        with engine.connect() as db:
+            rows = db.execute(query.order_by(notes.c.id.desc()).limit(limit + 1)).all()
+        items = [{"id": str(row.id), "title": row.title} for row in rows[:limit]]
+        return items, (items[-1]["id"] if len(rows) > limit and items else None)
 
-    def _issue() -> str:
-        try:
-            done = subprocess.run(  # noqa: S603 - the operator's own configured command
-                shlex.split(command),
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
+    @service.test_setup
+    def samples(user: ShimUser) -> dict[str, Any]:
+        # IFTTT's tests expect three events for the sample trigger fields.
+        with engine.connect() as db:
+            count = db.scalar(
+                select(func.count()).where(notes.c.user_id == user.sub, notes.c.topic == "news")
             )
-            return str(json.loads(done.stdout)["access_token"])
-        except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError) as error:
-            raise TestTokenError(f"test token command failed: {type(error).__name__}") from None
+        for n in range(int(count or 0), 3):
+            add_note(user.sub, "news", f"Sample note {n + 1}")
+        return {
+            "triggers": {"new_note": {"topic": "news"}},
+            "triggerFieldValidations": {"new_note": {"topic": {"valid": "news", "invalid": "x"}}},
+            "actions": {"create_note": {"title": "Hello from IFTTT", "topic": "news"}},
+            "actionRecordSkipping": {"create_note": {"title": "", "topic": "news"}},
+            "queries": {"list_notes": {"topic": "news"}},
+        }
 
-    return _issue
+    app = Flask(__name__)
+    service.init_app(app)
+    app.extensions["ifttt_service"] = service
+    return app
 
 
 def main() -> None:
     """Run the shim with settings from the environment (development server)."""
-    base = os.environ["AUTHSERVER_URL"].rstrip("/")
-    command = os.environ.get("SHIM_TEST_TOKEN_COMMAND")
     app = create_app(
-        introspection_url=base + "/oauth/introspect",
+        authserver_url=os.environ["AUTHSERVER_URL"],
         server_id=os.environ["SHIM_SERVER_ID"],
-        secret=os.environ["SHIM_SERVER_SECRET"],
-        service_key=os.environ["IFTTT_SERVICE_KEY"],
-        test_access_token=token_from_command(command)
-        if command
-        else lambda: os.environ["SHIM_TEST_ACCESS_TOKEN"],
-        cache_seconds=float(os.environ.get("SHIM_CACHE_SECONDS", "30")),
+        server_secret=os.environ["SHIM_SERVER_SECRET"],
+        service_keys=[key.strip() for key in os.environ["IFTTT_SERVICE_KEY"].split(",")],
+        database_url=os.environ.get("SHIM_DATABASE_URL", "sqlite:///example-shim.db"),
     )
     app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "8080")))
 

@@ -37,6 +37,7 @@ LIMITS_ON = {
     "RATE_LIMIT_LOGIN_USER": ROOMY,
     "RATE_LIMIT_LOGIN_IP": ROOMY,
     "RATE_LIMIT_TOKEN_FAILURES": ROOMY,
+    "RATE_LIMIT_CLIENT_AUTH_IP": ROOMY,
     "RATE_LIMIT_INTROSPECTION": ROOMY,
 }
 
@@ -161,17 +162,18 @@ def test_successful_logins_are_not_limited(http, storage):
 
 
 @pytest.mark.app_config(RATE_LIMIT_TOKEN_FAILURES=TINY)
-def test_token_failures_limited_per_client(http, storage):
+def test_failed_client_authentication_limited_per_address_and_claimed_id(http, storage):
     user = make_user(username=_username())
     oauth_client, secret = _pair()
     other_client, other_secret = _pair()
     tokens = make_tokens(user, oauth_client)
     bogus = {"grant_type": "refresh_token", "refresh_token": "not-a-token"}
-    auth = basic_auth(oauth_client.client_id, secret)
+    wrong = basic_auth(oauth_client.client_id, "wrong")
     for _ in range(3):
-        assert http.post("/oauth/token", data=bogus, headers=auth).status_code == 400
-    # Even a good refresh is refused now: the client is cooling down.
+        assert http.post("/oauth/token", data=bogus, headers=wrong).status_code == 401
+    # Even the right secret is refused from this address now: it is cooling down.
     good = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    auth = basic_auth(oauth_client.client_id, secret)
     limited = http.post("/oauth/token", data=good, headers=auth)
     assert limited.status_code == 429
     _retry_after(limited)
@@ -181,7 +183,7 @@ def test_token_failures_limited_per_client(http, storage):
     # Body credentials count against the same client id.
     body_auth = {**bogus, "client_id": oauth_client.client_id, "client_secret": secret}
     assert http.post("/oauth/token", data=body_auth).status_code == 429
-    # Another client is untouched.
+    # Another client id from the same address is untouched.
     other = http.post(
         "/oauth/token", data=bogus, headers=basic_auth(other_client.client_id, other_secret)
     )
@@ -220,14 +222,14 @@ def test_successful_refresh_and_user_info_bursts_are_never_limited(http, storage
         )
         assert info.status_code == 200
     # The failure budget is intact: three failures pass before the fourth is refused.
-    for status in (400, 400, 400, 429):
+    for status in (401, 401, 401, 429):
         response = http.post(
             "/oauth/token",
             data={
                 "grant_type": "refresh_token",
                 "refresh_token": "bogus",
                 "client_id": oauth_client.client_id,
-                "client_secret": secret,
+                "client_secret": "wrong",
             },
         )
         assert response.status_code == status
@@ -325,7 +327,7 @@ def test_redis_counters_are_shared_by_every_worker(app, database_url, tmp_path):
     """Two gunicorn workers, one Redis: the limit holds for the deployment, not per worker."""
     from tests.system.conftest import start_server
 
-    oauth_client, secret = _pair()
+    oauth_client, _secret = _pair()
     prefix = f"authserver-test-{uuid.uuid4().hex}"
     server = start_server(
         database_url,
@@ -343,12 +345,12 @@ def test_redis_counters_are_shared_by_every_worker(app, database_url, tmp_path):
             response = requests.post(
                 server.base_url + "/oauth/token",
                 data={"grant_type": "refresh_token", "refresh_token": "bogus"},
-                auth=(oauth_client.client_id, secret),
+                auth=(oauth_client.client_id, "wrong"),
                 timeout=10,
                 headers={"Connection": "close"},
             )
             statuses.append(response.status_code)
-        assert statuses == [400] * 4 + [429] * 4
+        assert statuses == [401] * 4 + [429] * 4
         assert response.json()["error"] == "slow_down"
     finally:
         server.stop(signal.SIGTERM)
@@ -369,3 +371,140 @@ def test_refused_introspection_is_logged_with_its_resource_server(http, caplog):
         (200, server.server_id),
         (429, server.server_id),
     ]
+
+
+# Issue 13: limits keyed on what was proven, not on what was claimed.
+
+
+def _wrong_secret_flood(http, path, claimed_id, address, data, count=150):
+    """Post wrong secrets claiming ``claimed_id`` from one address; return the statuses."""
+    http.environ_base["REMOTE_ADDR"] = address
+    statuses = []
+    for n in range(count):
+        # Half by HTTP Basic, half in the form body: both claim the same id.
+        if n % 2:
+            response = http.post(path, data=data, headers=basic_auth(claimed_id, "wrong"))
+        else:
+            body = {**data, "client_id": claimed_id, "client_secret": "wrong"}
+            response = http.post(path, data=body)
+        statuses.append(response.status_code)
+    return statuses
+
+
+@pytest.mark.app_config(RATE_LIMIT_TOKEN_FAILURES="60 per minute")
+def test_wrong_secret_flood_from_one_address_never_limits_the_real_client(http, storage):
+    user = make_user(username=_username())
+    oauth_client, secret = _pair()
+    tokens = make_tokens(user, oauth_client)
+    flood = _wrong_secret_flood(
+        http,
+        "/oauth/token",
+        oauth_client.client_id,
+        _unique_address(),
+        {"grant_type": "refresh_token", "refresh_token": "guess"},
+    )
+    # The flooding address is refused once its budget is used up.
+    assert flood.count(401) == 60
+    assert flood.count(429) == 90
+    http.environ_base["REMOTE_ADDR"] = _unique_address()
+    response = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": oauth_client.client_id,
+            "client_secret": secret,
+        },
+    )
+    assert response.status_code == 200, response.get_json()
+    storage.assert_counters_kept()
+
+
+@pytest.mark.app_config(RATE_LIMIT_TOKEN_FAILURES=TINY)
+def test_wrong_secret_flood_at_revocation_limits_the_address_only(http, storage):
+    oauth_client, secret = _pair()
+    flood = _wrong_secret_flood(
+        http, "/oauth/revoke", oauth_client.client_id, _unique_address(), {"token": "x"}, 6
+    )
+    assert flood == [401] * 3 + [429] * 3
+    http.environ_base["REMOTE_ADDR"] = _unique_address()
+    response = http.post(
+        "/oauth/revoke", data={"token": "x"}, headers=basic_auth(oauth_client.client_id, secret)
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.app_config(RATE_LIMIT_CLIENT_AUTH_IP=TINY)
+def test_failed_client_authentication_limited_per_address_whatever_the_claimed_id(http, storage):
+    address = _unique_address()
+    http.environ_base["REMOTE_ADDR"] = address
+    statuses = [
+        http.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": "x"},
+            headers=basic_auth(f"client-{n}", "wrong"),
+        ).status_code
+        for n in range(5)
+    ]
+    assert statuses == [401, 401, 401, 429, 429]
+    # Another address is untouched.
+    http.environ_base["REMOTE_ADDR"] = _unique_address()
+    response = http.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": "x"},
+        headers=basic_auth("client-9", "wrong"),
+    )
+    assert response.status_code == 401
+
+
+@pytest.mark.app_config(RATE_LIMIT_TOKEN_FAILURES=TINY, RATE_LIMIT_CLIENT_AUTH_IP=TINY)
+def test_invalid_grant_bursts_of_an_authenticated_client_are_never_limited(http, storage):
+    """Stale refresh tokens of users who disconnected are IFTTT's normal traffic."""
+    user = make_user(username=_username())
+    oauth_client, secret = _pair()
+    tokens = make_tokens(user, oauth_client)
+    auth = basic_auth(oauth_client.client_id, secret)
+    bogus = {"grant_type": "refresh_token", "refresh_token": "stale"}
+    for _ in range(20):
+        response = http.post("/oauth/token", data=bogus, headers=auth)
+        assert response.status_code == 400
+        assert response.get_json()["error"] == "invalid_grant"
+    good = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    assert http.post("/oauth/token", data=good, headers=auth).status_code == 200
+
+
+@pytest.mark.app_config(
+    RATE_LIMIT_INTROSPECTION="5 per minute", RATE_LIMIT_TOKEN_FAILURES="60 per minute"
+)
+def test_wrong_secret_introspection_flood_spends_nothing_of_the_shims_quota(http, storage):
+    server, server_secret = client_service.register_resource_server("shim " + _username())
+    flood = _wrong_secret_flood(
+        http, "/oauth/introspect", server.server_id, _unique_address(), {"token": "x"}
+    )
+    assert 429 in flood
+    assert set(flood) == {401, 429}
+    http.environ_base["REMOTE_ADDR"] = _unique_address()
+    auth = basic_auth(server.server_id, server_secret)
+    # The whole quota is still there for the real shim.
+    for _ in range(5):
+        response = http.post("/oauth/introspect", data={"token": "x"}, headers=auth)
+        assert response.status_code == 200
+        assert response.get_json() == {"active": False}
+    assert http.post("/oauth/introspect", data={"token": "x"}, headers=auth).status_code == 429
+
+
+def _full_width(text):
+    return "".join(chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch for ch in text)
+
+
+@pytest.mark.app_config(RATE_LIMIT_LOGIN_USER="10 per 5 minutes")
+def test_login_limit_counts_full_width_spellings_as_the_same_username(http, storage):
+    """The per-username bucket uses the lookup's normalization (NFKC), then casefold."""
+    username = "walter" + uuid.uuid4().hex[:8]
+    make_user(username=username)
+    for _ in range(15):
+        _login(http, username, "wrong", _unique_address())
+    full_width = _full_width(username)
+    assert full_width != username
+    response = _login(http, full_width, PASSWORD, _unique_address())
+    assert response.status_code == 429

@@ -67,7 +67,8 @@ def service(make_service, calls):
         return [{"id": "1"}, {"id": "2"}], "next-page"
 
     @service.test_setup
-    def samples():
+    def samples(user):
+        calls.append(("setup", user.sub))
         return {"triggers": {"new_thing": {"topic": "news"}}}
 
     return service
@@ -153,10 +154,11 @@ def test_status_503_when_authserver_unreachable(make_service):
     errors_of(shim.get("/ifttt/v1/status", headers={"IFTTT-Service-Key": SERVICE_KEYS[1]}), 503)
 
 
-def test_test_setup_hands_a_working_token_and_the_samples(shim, user):
+def test_test_setup_hands_a_working_token_and_the_samples(shim, user, calls):
     setup = shim.post("/ifttt/v1/test/setup", headers={"IFTTT-Service-Key": SERVICE_KEYS[0]})
     assert setup.status_code == 200
     data = setup.get_json()["data"]
+    assert calls == [("setup", user.public_id)]
     assert data["samples"] == {"triggers": {"new_thing": {"topic": "news"}}}
     response = shim.post(TRIGGER, json=FIELDS, headers=bearer(data["accessToken"]))
     assert response.status_code == 200
@@ -168,7 +170,7 @@ def test_test_setup_names_the_missing_permission(make_service, app, caplog):
 
     server, secret = client_service.register_resource_server("Not allowed")
     service = make_service(server_id=server.server_id, server_secret=secret)
-    service.test_setup(lambda: {})
+    service.test_setup(lambda user: {})
     shim = shim_client(service)
     with caplog.at_level(logging.ERROR, "authserver.shim"):
         response = shim.post("/ifttt/v1/test/setup", headers={"IFTTT-Service-Key": SERVICE_KEYS[0]})
@@ -217,7 +219,16 @@ def test_token_503_when_authserver_unreachable(make_service, access_token):
     service = make_service(authserver_url="http://127.0.0.1:9", timeout=0.5)
     service.trigger("new_thing")(lambda user, fields, limit: [])
     shim = shim_client(service)
-    errors_of(shim.post(TRIGGER, json=FIELDS, headers=bearer(access_token)), 503)
+    response = shim.post(TRIGGER, json=FIELDS, headers=bearer(access_token))
+    errors_of(response, 503)
+    assert response.headers["Retry-After"] == "5"
+    assert "WWW-Authenticate" not in response.headers
+
+
+def test_refresh_token_is_401(shim, calls, user, oauth_client):
+    refresh_token = make_tokens(user, oauth_client)["refresh_token"]
+    errors_of(shim.post(TRIGGER, json=FIELDS, headers=bearer(refresh_token)), 401)
+    assert calls == []
 
 
 # Triggers -----------------------------------------------------------------------

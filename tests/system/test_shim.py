@@ -1,39 +1,44 @@
-"""The example shim (in process) against a real authserver process."""
+"""The example shim on the kit, as a real process against a real `authserver serve`.
 
-import importlib.util
+`authserver shim-check` must pass against it; the verifier underneath is checked
+against the real server too.
+"""
+
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+import requests
 from freezegun import freeze_time
 
 from authserver.services import clients as client_service
+from authserver.services import shim_test_tokens as test_token_service
 from authserver.services import tokens as token_service
+from authserver.shim import IftttService
 from authserver.shim import IntrospectionVerifier
 from tests.factories import make_tokens
+from tests.shim.conftest import ThreadedServer
+from tests.shim.conftest import shim_client
+from tests.shim.test_realtime import FakeRealtime
+from tests.system.conftest import AUTHSERVER
+from tests.system.conftest import free_port
+from tests.system.conftest import server_env
 from tests.system.conftest import start_server
 
 pytestmark = pytest.mark.slow
 
 SERVICE_KEY = "service-key-" + "k" * 40
+STAGING_KEY = "staging-key-" + "s" * 40
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shim" / "app.py"
 TRIGGER = "/ifttt/v1/triggers/new_thing"
 FIELDS = {"triggerFields": {"topic": "news"}}
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("example_shim", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def example():
-    return load_example()
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +50,11 @@ def server(database_url, tmp_path_factory):
 
 
 @pytest.fixture
-def credentials(app):
+def credentials(app, user, oauth_client):
     resource_server, secret = client_service.register_resource_server("Example shim")
+    test_token_service.allow_test_tokens(
+        resource_server.server_id, username=user.username, client_id=oauth_client.client_id
+    )
     return resource_server.server_id, secret
 
 
@@ -56,25 +64,122 @@ def tokens(user, oauth_client):
 
 
 @pytest.fixture
-def make_shim(app, example, server, credentials, user, oauth_client):
-    def issue_test_token():
-        # The shim's request has its own app context; the authserver's is separate.
-        with app.app_context():
-            return make_tokens(user, oauth_client)["access_token"]
+def realtime():
+    fake = FakeRealtime()
+    served = ThreadedServer(fake.app)
+    fake.base_url = served.base_url
+    yield fake
+    served.stop()
 
-    def _make(base_url=None, **overrides):
-        settings = {
-            "introspection_url": (base_url or server.base_url) + "/oauth/introspect",
-            "server_id": credentials[0],
-            "secret": credentials[1],
-            "service_key": SERVICE_KEY,
-            # As `authserver tokens issue` would: a fresh, committed token per test run.
-            "test_access_token": issue_test_token,
-            "cache_seconds": 0,
-            "timeout": 5.0,
+
+@pytest.fixture
+def example(server, credentials, realtime, tmp_path):
+    """`python examples/shim/app.py` as IFTTT would reach it."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
+    env.update(
+        {
+            "AUTHSERVER_URL": server.base_url,
+            "SHIM_SERVER_ID": credentials[0],
+            "SHIM_SERVER_SECRET": credentials[1],
+            "IFTTT_SERVICE_KEY": f"{SERVICE_KEY},{STAGING_KEY}",
+            "IFTTT_REALTIME_URL": realtime.base_url,
+            "SHIM_DATABASE_URL": "sqlite:///" + str(tmp_path / "example.db"),
+            "PORT": str(port),
         }
-        settings.update(overrides)
-        return example.create_app(**settings).test_client()
+    )
+    log_path = tmp_path / "example.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, str(EXAMPLE)],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            status = requests.get(
+                url + "/ifttt/v1/status", headers={"IFTTT-Service-Key": SERVICE_KEY}, timeout=1
+            )
+            if status.status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.1)
+    yield url
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def shim_check(database_url, tmp_path, url, key):
+    env = server_env(database_url, tmp_path / "check-instance", free_port())
+    return subprocess.run(
+        [AUTHSERVER, "shim-check", "--shim-url", url, "--service-key-stdin", "--timeout", "10"],
+        input=key + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_example_shim_passes_shim_check(
+    example, database_url, tmp_path, realtime, user, oauth_client
+):
+    for key in (SERVICE_KEY, STAGING_KEY):
+        done = shim_check(database_url, tmp_path, example, key)
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.strip().splitlines()
+        assert all(line.startswith("PASS  ") for line in lines[:-1]), done.stdout
+        assert lines[-1] == f"All {len(lines) - 1} checks passed."
+        assert len(lines) - 1 == 17  # every check family, for each sampled endpoint
+    # The action's note woke the trigger identity shim-check polled with: a notification.
+    deadline = time.monotonic() + 10
+    while not realtime.calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert realtime.calls, "no Realtime notification after the action"
+    call = realtime.calls[0]
+    assert call["headers"]["Ifttt-Service-Key"] == SERVICE_KEY
+    assert "trigger_identity" in call["body"]["data"][0]
+    # Two test runs, one test grant.
+    assert len(token_service.list_families(user=user, oauth_client=oauth_client)) == 1
+
+
+def test_shim_check_fails_with_a_wrong_key(example, database_url, tmp_path):
+    done = shim_check(database_url, tmp_path, example, "not-the-key")
+    assert done.returncode == 1
+    assert "FAIL  status: expected 200, got 401" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.fixture
+def make_shim(server, credentials):
+    def _make(base_url=None, secret=None, cache_seconds=0):
+        service = IftttService(
+            authserver_url=base_url or server.base_url,
+            server_id=credentials[0],
+            server_secret=secret or credentials[1],
+            service_keys=[SERVICE_KEY],
+            cache_seconds=cache_seconds,
+            timeout=5.0,
+        )
+        service.trigger("new_thing", fields=["topic"])(
+            lambda user, fields, limit: [
+                {"meta": {"id": f"{user.sub}-{n}", "timestamp": 1_900_000_000 + n}}
+                for n in range(5)
+            ]
+        )
+        return shim_client(service)
 
     return _make
 
@@ -87,76 +192,6 @@ def assert_ifttt_401(response):
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
     assert response.get_json()["errors"][0]["message"]
-
-
-def test_shim_status_checks_service_key(make_shim):
-    shim = make_shim()
-    ok = shim.get("/ifttt/v1/status", headers={"IFTTT-Service-Key": SERVICE_KEY})
-    assert ok.status_code == 200
-    assert (
-        shim.get("/ifttt/v1/status", headers={"IFTTT-Channel-Key": SERVICE_KEY}).status_code == 200
-    )
-    for headers in ({}, {"IFTTT-Service-Key": SERVICE_KEY + "x"}, {"IFTTT-Service-Key": ""}):
-        response = shim.get("/ifttt/v1/status", headers=headers)
-        assert response.status_code == 401
-        assert "errors" in response.get_json()
-
-
-def test_shim_test_setup_token_works_on_trigger_at_once(make_shim, user):
-    shim = make_shim()
-    assert shim.post("/ifttt/v1/test/setup").status_code == 401
-    setup = shim.post("/ifttt/v1/test/setup", headers={"IFTTT-Service-Key": SERVICE_KEY})
-    assert setup.status_code == 200
-    assert setup.headers["Content-Type"] == "application/json; charset=utf-8"
-    data = setup.get_json()["data"]
-    fields = data["samples"]["triggers"]["new_thing"]
-    response = shim.post(
-        TRIGGER, json={"triggerFields": fields}, headers=bearer(data["accessToken"])
-    )
-    assert response.status_code == 200
-    items = response.get_json()["data"]
-    assert len(items) >= 3
-    timestamps = [item["meta"]["timestamp"] for item in items]
-    assert timestamps == sorted(timestamps, reverse=True)
-    assert all(item["meta"]["id"].startswith(user.public_id) for item in items)
-
-
-def test_shim_trigger_honours_limit_and_ignores_extra_data(make_shim, tokens):
-    shim = make_shim()
-    for limit, expected in ((0, 0), (1, 1), (3, 3)):
-        response = shim.post(
-            TRIGGER,
-            json={**FIELDS, "limit": limit, "extra": {"x": 1}},
-            headers=bearer(tokens["access_token"]),
-        )
-        assert response.status_code == 200
-        assert len(response.get_json()["data"]) == expected
-
-
-def test_shim_trigger_requires_fields(make_shim, tokens):
-    response = make_shim().post(TRIGGER, json={}, headers=bearer(tokens["access_token"]))
-    assert response.status_code == 400
-    assert "errors" in response.get_json()
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"Authorization": "Bearer not-a-real-token"},
-        {"Authorization": "Basic d2FsdGVyOnB3"},
-        {"Authorization": "Bearer"},
-        {"Authorization": "Bearer " + "x" * 600},
-    ],
-)
-def test_shim_trigger_401_for_bad_tokens(make_shim, headers):
-    assert_ifttt_401(make_shim().post(TRIGGER, json=FIELDS, headers=headers))
-
-
-def test_shim_trigger_401_for_refresh_token(make_shim, tokens):
-    assert_ifttt_401(
-        make_shim().post(TRIGGER, json=FIELDS, headers=bearer(tokens["refresh_token"]))
-    )
 
 
 def test_shim_trigger_401_once_token_revoked_without_cache(make_shim, tokens):
@@ -286,13 +321,3 @@ def test_verifier_refuses_bad_settings():
         IntrospectionVerifier(
             "http://127.0.0.1:9/oauth/introspect", server_id="rs_x", secret="s", timeout=0
         )
-
-
-def test_shim_test_setup_answers_503_when_no_test_token(make_shim, example):
-    def broken():
-        raise example.TestTokenError("test token command failed: CalledProcessError")
-
-    shim = make_shim(test_access_token=broken)
-    response = shim.post("/ifttt/v1/test/setup", headers={"IFTTT-Service-Key": SERVICE_KEY})
-    assert response.status_code == 503
-    assert response.get_json()["errors"][0]["message"]

@@ -149,3 +149,35 @@ def test_purge_cli_reports_counts_as_json(cli, user, oauth_client):
         result = cli.invoke(args=["tokens", "purge", "--json"])
     assert result.exit_code == 0, result.output
     assert '"families_deleted": 1' in result.output
+
+
+def redeem_without_refresh_token(user, oauth_client, raw):
+    code = new_code(user, oauth_client, raw)
+    return token_service.redeem_authorization_code(
+        code, oauth_client=oauth_client, include_refresh_token=False
+    )
+
+
+def test_family_without_refresh_token_kept_until_retention_after_access_expiry(user, oauth_client):
+    """A grant with no refresh token lives as long as its access token, plus retention."""
+    with freeze_time(FROZEN) as frozen:
+        body = redeem_without_refresh_token(user, oauth_client, "no-refresh")
+        assert "refresh_token" not in body
+        frozen.tick(3600 - 1)
+        assert token_service.purge().families == 0
+        frozen.tick(1 + DAY - 1)
+        assert token_service.purge().families == 0
+        assert count(TokenFamily) == 1
+        frozen.tick(1)
+        assert token_service.purge().families == 1
+        assert count(TokenFamily) == 0
+
+
+@pytest.mark.app_config(ACCESS_TOKEN_TTL=0)
+def test_family_without_refresh_token_kept_while_access_token_never_expires(user, oauth_client):
+    with freeze_time(FROZEN) as frozen:
+        body = redeem_without_refresh_token(user, oauth_client, "no-refresh")
+        assert "expires_in" not in body
+        frozen.tick(365 * DAY)
+        assert token_service.purge().families == 0
+        assert count(TokenFamily) == 1
