@@ -13,6 +13,7 @@ the same library) would add a before/after-request hook pair to every request, a
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -25,11 +26,15 @@ from flask import request
 from flask_wtf import FlaskForm
 from limits import RateLimitItem
 from limits import parse
+from limits.errors import StorageError
 from limits.storage import MemoryStorage
+from limits.storage import Storage
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "authserver.limiter"
 LIMIT_KEYS = (
@@ -70,19 +75,138 @@ class InlineSweepMemoryStorage(MemoryStorage):
             self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
 
 
+class FailOpenStorage(Storage):
+    """Redis, falling back to per-process counters while Redis cannot be reached.
+
+    Redis only shares counters between workers and hosts; it is optional for
+    correctness, so an outage must never answer IFTTT's calls with 500s. The Redis
+    storage is built with the library's ``wrap_exceptions`` (every Redis error is a
+    ``StorageError``); after one, the counters live in this process's memory, and
+    Redis is tried again after ``RETRY_AFTER`` seconds, so a black-holed Redis costs
+    one socket timeout per interval rather than one per request.
+    """
+
+    STORAGE_SCHEME = None
+    RETRY_AFTER = 5.0
+    WARN_EVERY = 60.0
+
+    def __init__(self, primary: Storage) -> None:
+        super().__init__()
+        self.primary = primary
+        self.fallback = InlineSweepMemoryStorage()
+        self._retry_at = 0.0
+        self._warned_at: float | None = None
+
+    @property
+    def base_exceptions(self) -> tuple[type[Exception], ...]:
+        """Nothing escapes: every Redis error is answered from process memory."""
+        return ()
+
+    def _storage(self) -> Storage:
+        return self.primary if time.monotonic() >= self._retry_at else self.fallback
+
+    def _failed(self, error: StorageError) -> None:
+        now = time.monotonic()
+        self._retry_at = now + self.RETRY_AFTER
+        counter = current_app.extensions.get("authserver.count")
+        if counter is not None:
+            counter("limit_storage_error")
+        if self._warned_at is None or now - self._warned_at >= self.WARN_EVERY:
+            self._warned_at = now
+            log.warning(
+                "Redis unreachable (%s): rate limits use per-process counters until it "
+                "answers; this warning repeats at most once a minute",
+                type(error.storage_error).__name__,
+            )
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Count in Redis, or in process memory while Redis is down."""
+        storage = self._storage()
+        if storage is self.primary:
+            try:
+                return self.primary.incr(key, expiry, amount)
+            except StorageError as error:
+                self._failed(error)
+        return self.fallback.incr(key, expiry, amount)
+
+    def get(self, key: str) -> int:
+        """Read a counter from Redis, or from process memory while Redis is down."""
+        storage = self._storage()
+        if storage is self.primary:
+            try:
+                return self.primary.get(key)
+            except StorageError as error:
+                self._failed(error)
+        return self.fallback.get(key)
+
+    def get_expiry(self, key: str) -> float:
+        """Read a window's end from Redis, or from process memory while Redis is down."""
+        storage = self._storage()
+        if storage is self.primary:
+            try:
+                return self.primary.get_expiry(key)
+            except StorageError as error:
+                self._failed(error)
+        return self.fallback.get_expiry(key)
+
+    def check(self) -> bool:
+        """Tell whether Redis answers a ping (the library's own health check)."""
+        return self.primary.check()
+
+    def reset(self) -> int | None:
+        """Clear the process's counters (Redis keeps its own until they expire)."""
+        return self.fallback.reset()
+
+    def clear(self, key: str) -> None:
+        """Drop one counter wherever it lives."""
+        self.fallback.clear(key)
+        if self._storage() is self.primary:
+            try:
+                self.primary.clear(key)
+            except StorageError as error:
+                self._failed(error)
+
+
+# Redis answers in well under a millisecond; a second without an answer means it is
+# unreachable, and the request goes on with per-process counters.
+REDIS_TIMEOUT_SECONDS = 1.0
+
+
 def init_limits(app: Flask) -> None:
-    """Create this app's limiter (memory, or Redis when configured)."""
+    """Create this app's limiter (memory, or Redis when configured).
+
+    Nothing connects here: start-up works with Redis down.
+    """
     items: dict[str, RateLimitItem] = {}
     for key in LIMIT_KEYS:
         items[key] = _parse_limit(key, app.config[key])
     app.config["RATELIMIT_ENABLED"] = str(app.config["RATE_LIMITS"]).lower() == "on"
     redis_url = str(app.config["REDIS_URL"] or "")
+    storage: Storage
     if redis_url:
         # Shared by every worker and instance; the prefix keeps deployments apart.
-        storage = storage_from_string(redis_url, key_prefix=str(app.config["REDIS_KEY_PREFIX"]))
+        redis = storage_from_string(
+            redis_url,
+            key_prefix=str(app.config["REDIS_KEY_PREFIX"]),
+            wrap_exceptions=True,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+        if not isinstance(redis, Storage):  # an async storage, from an async:// URL
+            raise ConfigError("AUTHSERVER_REDIS_URL must be a redis:// URL")
+        storage = FailOpenStorage(redis)
     else:
         storage = InlineSweepMemoryStorage()
     app.extensions[EXTENSION_KEY] = (FixedWindowRateLimiter(storage), items)
+
+
+def redis_status() -> str:
+    """Return "ok", "unreachable" or "not configured" (for /readyz)."""
+    limiter, _items = _limiter()
+    storage = limiter.storage
+    if not isinstance(storage, FailOpenStorage):
+        return "not configured"
+    return "ok" if storage.check() else "unreachable"
 
 
 def _parse_limit(key: str, value: object) -> RateLimitItem:

@@ -42,6 +42,10 @@ EVENTS = {
     ),
     "login_failed": Counter("authserver_login_failures_total", "Failed logins"),
     "rate_limited": Counter("authserver_rate_limited_total", "Requests refused with 429"),
+    "limit_storage_error": Counter(
+        "authserver_rate_limit_storage_errors_total",
+        "Redis errors after which rate limits used per-process counters",
+    ),
     "db_error": Counter("authserver_db_errors_total", "Requests failed by database errors"),
 }
 

@@ -6,6 +6,7 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 
+from ..limits import redis_status
 from ..migrations_state import database_state
 
 bp = Blueprint("health", __name__)
@@ -19,8 +20,13 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response | tuple[Response, int]:
-    """Answer 200 when the database answers and its schema is at the head revision."""
+    """Answer 200 when the database answers and its schema is at the head revision.
+
+    Redis is reported but never makes the instance unready: it only shares rate-limit
+    counters, and the limiter falls back to per-process counters without it.
+    """
     state = database_state()
+    redis = redis_status()
     if state.ready:
-        return jsonify(status="ready", revision=state.current)
-    return jsonify(status="unavailable", reason=state.reason), 503
+        return jsonify(status="ready", revision=state.current, redis=redis)
+    return jsonify(status="unavailable", reason=state.reason, redis=redis), 503

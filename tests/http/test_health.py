@@ -56,7 +56,11 @@ def test_readyz_ready_when_migrated_to_head(http):
     head, _ = shipped_revisions()
     response = http.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ready", "revision": head}
+    assert response.get_json() == {
+        "status": "ready",
+        "revision": head,
+        "redis": "not configured",
+    }
     assert response.mimetype == "application/json"
 
 
@@ -68,6 +72,7 @@ def test_readyz_unavailable_when_database_not_migrated(other_app, tmp_path):
     assert response.get_json() == {
         "status": "unavailable",
         "reason": f"database not migrated, expected {head}",
+        "redis": "not configured",
     }
 
 
@@ -95,7 +100,11 @@ def test_readyz_unavailable_when_database_unreachable(other_app):
     response = http.get("/readyz")
     assert time.monotonic() - started < 5
     assert response.status_code == 503
-    assert response.get_json() == {"status": "unavailable", "reason": "database unreachable"}
+    assert response.get_json() == {
+        "status": "unavailable",
+        "reason": "database unreachable",
+        "redis": "not configured",
+    }
     assert http.get("/healthz").status_code == 200
 
 
