@@ -148,8 +148,8 @@ SAMPLE: tuple[Mutant, ...] = (
     ),
     Mutant(
         "replay-window-boundary",
-        "        RefreshToken.grace_ends_at > now,\n",
-        "        RefreshToken.grace_ends_at >= now,\n",
+        "RefreshToken.grace_ends_at > now)",
+        "RefreshToken.grace_ends_at >= now)",
         (REFRESH,),
     ),
     Mutant(
