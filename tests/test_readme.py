@@ -39,9 +39,12 @@ def command_tree() -> dict[str, set[str]]:
 
     def walk(command: click.Command, path: list[str]) -> None:
         options = {
-            max(param.opts, key=len)
+            max(names, key=len)
             for param in command.params
             if isinstance(param, click.Option) and "--help" not in param.opts
+            # A --flag/--no-flag pair is documented as both spellings.
+            for names in (param.opts, param.secondary_opts)
+            if names
         }
         if options or not isinstance(command, click.Group):
             tree[" ".join(path)] = options

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
+from typing import Any
 
 import click
 from flask import current_app
@@ -12,6 +13,11 @@ from flask.cli import AppGroup
 from ..models import OAuth2Client
 from ..services import clients as client_service
 from ..services import tokens as token_service
+from ..services.policies import PROFILES
+from ..services.policies import UNTIL_USED
+from ..services.policies import describe_policy
+from ..services.policies import parse_grace
+from ..services.policies import policy_for
 from .output import Duration
 from .output import domain_errors
 from .output import emit_json
@@ -38,8 +44,83 @@ def client_document(oauth_client: OAuth2Client) -> dict[str, object]:
         "disabled": oauth_client.disabled,
         "access_token_lifetime": oauth_client.access_token_lifetime,
         "refresh_grace_lifetime": oauth_client.refresh_grace_lifetime,
+        "refresh_policy": describe_policy(policy_for(oauth_client)),
         "created_at": iso(oauth_client.created_at),
     }
+
+
+def policy_options(command: Any) -> Any:
+    """Add the refresh-policy options shared by `clients create` and `clients update`."""
+    options = [
+        click.option(
+            "--profile",
+            type=click.Choice(PROFILES),
+            default=None,
+            help="Refresh policy profile (default for new clients: ifttt if confidential, "
+            "strict if public); choosing one clears the refresh overrides.",
+        ),
+        click.option(
+            "--rotation/--no-rotation",
+            default=None,
+            help="Override: issue a new refresh token at each refresh, or keep it.",
+        ),
+        click.option(
+            "--grace",
+            default=None,
+            metavar="SECONDS|until-used",
+            help="Override: how long a rotated refresh token still returns its successor.",
+        ),
+        click.option(
+            "--reuse-revokes-family/--no-reuse-revokes-family",
+            default=None,
+            help="Override: revoke the whole grant when a used refresh token comes back.",
+        ),
+        click.option(
+            "--access-ttl",
+            type=Duration(),
+            default=None,
+            help="Override: access token lifetime (0 = never expires).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def policy_change(
+    profile: str | None,
+    rotation: bool | None,
+    grace: str | None,
+    reuse_revokes_family: bool | None,
+    access_ttl: timedelta | None,
+) -> client_service.PolicyChange | None:
+    """Turn the policy options into a change (None when none was given)."""
+    if (profile, rotation, grace, reuse_revokes_family, access_ttl) == (None,) * 5:
+        return None
+    grace_seconds = parse_grace(grace) if grace is not None else None
+    return client_service.PolicyChange(
+        profile=profile,
+        rotation=rotation,
+        grace_seconds=grace_seconds,
+        grace_until_used=grace is not None and grace_seconds is None,
+        reuse_revokes_family=reuse_revokes_family,
+        access_ttl=int(access_ttl.total_seconds()) if access_ttl is not None else None,
+    )
+
+
+def policy_text(policy: dict[str, Any]) -> str:
+    """Render the effective refresh policy on one line, in the show command's style."""
+    grace = policy["grace"]
+    parts = [
+        policy["profile"],
+        "rotation" if policy["rotation"] else "no rotation",
+        "grace until the successor is used"
+        if grace == UNTIL_USED
+        else f"grace {seconds_text(grace) if grace else '0'}",
+        "reuse revokes the grant" if policy["reuse_revokes_family"] else "reuse refused only",
+        f"access tokens {seconds_text(policy['access_ttl'])}",
+    ]
+    return ", ".join(parts)
 
 
 @clients.command("create")
@@ -54,6 +135,7 @@ def client_document(oauth_client: OAuth2Client) -> dict[str, object]:
 @click.option("--scope", "scopes", multiple=True, help="Allowed scope (default: ifttt).")
 @click.option("--public", is_flag=True, help="A public client (no secret, PKCE required).")
 @click.option("--client-id", default=None, help="Choose the client id (default: random).")
+@policy_options
 @json_option
 @domain_errors
 def create(
@@ -62,6 +144,11 @@ def create(
     scopes: tuple[str, ...],
     public: bool,
     client_id: str | None,
+    profile: str | None,
+    rotation: bool | None,
+    grace: str | None,
+    reuse_revokes_family: bool | None,
+    access_ttl: timedelta | None,
     as_json: bool,
 ) -> None:
     """Register a client and print its id and secret (the secret is shown once)."""
@@ -71,6 +158,7 @@ def create(
         scopes=list(scopes) or None,
         public=public,
         client_id=client_id,
+        policy=policy_change(profile, rotation, grace, reuse_revokes_family, access_ttl),
     )
     if as_json:
         document = client_document(oauth_client)
@@ -81,6 +169,7 @@ def create(
     click.echo(f"  client_id:     {oauth_client.client_id}")
     if secret:
         click.echo(f"  client_secret: {secret}   (shown once; store it now)")
+    click.echo(f"  refresh:       {policy_text(describe_policy(policy_for(oauth_client)))}")
 
 
 @clients.command("list")
@@ -127,6 +216,7 @@ def show(client_id: str, as_json: bool) -> None:
         "refresh_grace_lifetime": seconds_text(
             oauth_client.refresh_grace_lifetime, default=int(config["REFRESH_GRACE_SECONDS"])
         ),
+        "refresh_policy": policy_text(document["refresh_policy"]),  # type: ignore[arg-type]
     }
     for key, value in lines.items():
         click.echo(f"{key:24} {human(value)}")
@@ -163,6 +253,7 @@ def delete(client_id: str, yes: bool) -> None:
     "--grace-period", type=Duration(), default=None, help="Per-client refresh grace period."
 )
 @click.option("--reset-lifetimes", is_flag=True, help="Use the server-wide lifetimes again.")
+@policy_options
 @json_option
 @domain_errors
 def update(
@@ -174,9 +265,17 @@ def update(
     access_token_lifetime: timedelta | None,
     grace_period: timedelta | None,
     reset_lifetimes: bool,
+    profile: str | None,
+    rotation: bool | None,
+    grace: str | None,
+    reuse_revokes_family: bool | None,
+    access_ttl: timedelta | None,
     as_json: bool,
 ) -> None:
-    """Change a client's name, redirect URIs, scopes or lifetimes."""
+    """Change a client's name, redirect URIs, scopes, lifetimes or refresh policy.
+
+    A new refresh policy applies from the client's next refresh.
+    """
     config = current_app.config
     oauth_client = client_service.update_client(
         client_id,
@@ -191,6 +290,7 @@ def update(
         if grace_period is not None
         else None,
         clear_lifetimes=reset_lifetimes,
+        policy=policy_change(profile, rotation, grace, reuse_revokes_family, access_ttl),
         default_access=int(config["ACCESS_TOKEN_TTL"]),
         default_grace=int(config["REFRESH_GRACE_SECONDS"]),
     )

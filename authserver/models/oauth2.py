@@ -109,6 +109,10 @@ class ClientRules:
     disabled: bool
     access_token_lifetime: int | None
     refresh_grace_lifetime: int | None
+    refresh_profile: str | None
+    refresh_rotation: bool | None
+    refresh_grace_until_used: bool | None
+    refresh_reuse_revokes_family: bool | None
 
     def get_client_id(self) -> str:
         """Return the public client identifier."""
@@ -179,6 +183,12 @@ class OAuth2Client(ClientRules, _SecretHolder, Model):
     # Per-client overrides in whole seconds; NULL means the server-wide setting.
     access_token_lifetime: Mapped[int | None] = mapped_column(Integer)
     refresh_grace_lifetime: Mapped[int | None] = mapped_column(Integer)
+    # Refresh policy (services/policies.py): a profile (NULL: ifttt for confidential
+    # clients, strict for public ones) and overrides of it (NULL: the profile's value).
+    refresh_profile: Mapped[str | None] = mapped_column(String(16))
+    refresh_rotation: Mapped[bool | None] = mapped_column(Boolean)
+    refresh_grace_until_used: Mapped[bool | None] = mapped_column(Boolean)
+    refresh_reuse_revokes_family: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     secrets: Mapped[list[CredentialSecret]] = relationship(

@@ -37,6 +37,7 @@ EVENT_TYPES = (
     "family.revoked",
     "token.issued",
     "test_token.issued",
+    "test_token.refused",
     "test_tokens.allowed",
     "test_tokens.revoked",
 )

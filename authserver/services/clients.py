@@ -36,6 +36,9 @@ from ..models.oauth2 import ClientRules
 from ..security import hash_token
 from ..security import new_token
 from .audit import record_event
+from .policies import check_profile
+from .policies import describe_policy
+from .policies import policy_for
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +138,77 @@ def _new_secret(owner: OAuth2Client | ResourceServer) -> str:
     return raw
 
 
+@dataclass(frozen=True)
+class PolicyChange:
+    """A refresh profile and overrides to set on a client (None: leave as is).
+
+    Choosing a profile clears the client's refresh overrides (rotation, grace,
+    reuse), except those given in the same change: a profile means its own rules.
+    """
+
+    profile: str | None = None
+    rotation: bool | None = None
+    grace_seconds: int | None = None
+    grace_until_used: bool = False
+    reuse_revokes_family: bool | None = None
+    access_ttl: int | None = None
+
+    def apply_to(self, oauth_client: OAuth2Client) -> list[str]:
+        """Set these values on the client (no flush); return the names changed."""
+        changes: list[str] = []
+        if self.profile is not None:
+            oauth_client.refresh_profile = check_profile(self.profile)
+            oauth_client.refresh_rotation = None
+            oauth_client.refresh_grace_lifetime = None
+            oauth_client.refresh_grace_until_used = None
+            oauth_client.refresh_reuse_revokes_family = None
+            changes.append("refresh_profile")
+        if self.rotation is not None:
+            oauth_client.refresh_rotation = self.rotation
+            changes.append("refresh_rotation")
+        if self.grace_until_used:
+            oauth_client.refresh_grace_until_used = True
+            oauth_client.refresh_grace_lifetime = None
+            changes.append("refresh_grace")
+        elif self.grace_seconds is not None:
+            oauth_client.refresh_grace_until_used = None
+            oauth_client.refresh_grace_lifetime = self.grace_seconds
+            changes.append("refresh_grace")
+        if self.reuse_revokes_family is not None:
+            oauth_client.refresh_reuse_revokes_family = self.reuse_revokes_family
+            changes.append("refresh_reuse_revokes_family")
+        if self.access_ttl is not None:
+            oauth_client.access_token_lifetime = self.access_ttl
+            changes.append("access_token_lifetime")
+        return changes
+
+
+def _check_policy(oauth_client: OAuth2Client) -> None:
+    """Refuse a policy its platform could not work with.
+
+    :raises ValidationError: naming the setting at fault.
+    """
+    for label, value in (
+        ("access token lifetime", oauth_client.access_token_lifetime),
+        ("grace period", oauth_client.refresh_grace_lifetime),
+    ):
+        if value is not None and value < 0:
+            raise ValidationError(f"{label} must not be negative")
+    policy = policy_for(oauth_client)
+    if policy.profile == "alexa" and oauth_client.access_token_lifetime == 0:
+        raise ValidationError(
+            "the alexa profile needs expiring access tokens (Alexa requires expires_in); "
+            "choose --access-ttl above 0"
+        )
+    grace, access = policy.grace, policy.access_lifetime
+    if grace is not None and access and grace > access:
+        # A time-bounded replay hands back the sealed access token: it must still live.
+        raise ValidationError(
+            f"grace period ({int(grace.total_seconds())}s) must not exceed the access "
+            f"token lifetime ({int(access.total_seconds())}s)"
+        )
+
+
 def register_client(
     name: str,
     *,
@@ -142,10 +216,14 @@ def register_client(
     scopes: list[str] | None = None,
     public: bool = False,
     client_id: str | None = None,
+    policy: PolicyChange | None = None,
 ) -> tuple[OAuth2Client, str | None]:
     """Register a client and commit; return it with its secret (None if public).
 
-    :raises ValidationError: for a bad name, URI or scope.
+    ``policy`` chooses the refresh profile and overrides (default: ifttt for a
+    confidential client, strict for a public one).
+
+    :raises ValidationError: for a bad name, URI, scope or policy.
     :raises ConflictError: when the requested client id is taken.
     """
     name = _check_name(name)
@@ -174,9 +252,17 @@ def register_client(
         scopes=scope_list,
         is_confidential=not public,
     )
+    if policy is not None:
+        policy.apply_to(oauth_client)
+    _check_policy(oauth_client)
     db.session.add(oauth_client)
     secret = None if public else _new_secret(oauth_client)
-    record_event("client.created", actor="cli", client_id=oauth_client.client_id)
+    record_event(
+        "client.created",
+        actor="cli",
+        client_id=oauth_client.client_id,
+        refresh_policy=describe_policy(policy_for(oauth_client)),
+    )
     if secret is not None:
         record_event("secret.created", actor="cli", client_id=oauth_client.client_id)
     db.session.commit()
@@ -231,15 +317,20 @@ def update_client(
     refresh_grace_lifetime: int | None = None,
     clear_lifetimes: bool = False,
     disabled: bool | None = None,
+    policy: PolicyChange | None = None,
     default_access: int,
     default_grace: int,
 ) -> OAuth2Client:
     """Apply the given changes to a client and commit.
 
+    A refresh-policy change applies from the client's next refresh; the audit
+    event carries the effective policy before and after.
+
     :raises ValidationError: when the result would be invalid (no redirect URI left,
         a grace period longer than the access lifetime, ...).
     """
     oauth_client = require_client(client_id)
+    before = describe_policy(policy_for(oauth_client))
     try:
         changes = _apply_changes(
             oauth_client,
@@ -251,6 +342,7 @@ def update_client(
             refresh_grace_lifetime=refresh_grace_lifetime,
             clear_lifetimes=clear_lifetimes,
             disabled=disabled,
+            policy=policy,
             default_access=default_access,
             default_grace=default_grace,
         )
@@ -258,7 +350,11 @@ def update_client(
         # Half-applied changes must not reach the next commit of this session.
         db.session.rollback()
         raise
-    record_event("client.changed", actor="cli", client_id=client_id, changes=changes)
+    after = describe_policy(policy_for(oauth_client))
+    details: dict[str, Any] = {"changes": changes}
+    if after != before:
+        details["refresh_policy"] = {"before": before, "after": after}
+    record_event("client.changed", actor="cli", client_id=client_id, **details)
     db.session.commit()
     return oauth_client
 
@@ -274,10 +370,13 @@ def _apply_changes(
     refresh_grace_lifetime: int | None,
     clear_lifetimes: bool,
     disabled: bool | None,
+    policy: PolicyChange | None = None,
     default_access: int,
     default_grace: int,
 ) -> list[str]:
     changes: list[str] = []
+    if policy is not None:
+        changes.extend(policy.apply_to(oauth_client))
     if name is not None:
         oauth_client.name = _check_name(name)
         changes.append("name")
@@ -315,8 +414,9 @@ def _apply_changes(
         access_token_lifetime=oauth_client.access_token_lifetime,
         refresh_grace_lifetime=oauth_client.refresh_grace_lifetime,
         default_access=default_access,
-        default_grace=default_grace,
+        default_grace=0,
     )
+    _check_policy(oauth_client)
     if disabled is not None and disabled != oauth_client.disabled:
         oauth_client.disabled = disabled
         changes.append("disabled" if disabled else "enabled")
@@ -408,6 +508,11 @@ _MATCH_SECRET = (
         _clients.scopes,
         _clients.access_token_lifetime,
         _clients.refresh_grace_lifetime,
+        # The refresh policy rides along with the secret: no query of its own.
+        _clients.refresh_profile,
+        _clients.refresh_rotation,
+        _clients.refresh_grace_until_used,
+        _clients.refresh_reuse_revokes_family,
     )
     .select_from(CredentialSecret.__table__)
     .outerjoin(ResourceServer.__table__, _servers.id == _secrets.resource_server_id)
@@ -432,6 +537,10 @@ class AuthenticatedClient(ClientRules):
     disabled: bool
     access_token_lifetime: int | None
     refresh_grace_lifetime: int | None
+    refresh_profile: str | None
+    refresh_rotation: bool | None
+    refresh_grace_until_used: bool | None
+    refresh_reuse_revokes_family: bool | None
     matched: SecretMatch
 
 
@@ -452,6 +561,10 @@ def authenticate_client(client_id: str, secret: str) -> AuthenticatedClient | No
         False,
         row.access_token_lifetime,
         row.refresh_grace_lifetime,
+        row.refresh_profile,
+        row.refresh_rotation,
+        row.refresh_grace_until_used,
+        row.refresh_reuse_revokes_family,
         match,
     )
 

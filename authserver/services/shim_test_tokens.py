@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from typing import NoReturn
 
 from sqlalchemy import select
 
@@ -25,6 +26,7 @@ from . import clients as client_service
 from . import tokens as token_service
 from . import users as user_service
 from .audit import record_event
+from .audit import record_event_now
 from .clients import SecretMatch
 
 log = logging.getLogger(__name__)
@@ -116,18 +118,18 @@ def issue_test_token(caller: SecretMatch) -> dict[str, Any]:
         the user or client has been disabled.
     """
     if caller.owner_kind != "resource_server":
-        raise MintRefusedError("Only a resource server may mint test tokens.")
+        _refuse(caller, "not_a_resource_server", "Only a resource server may mint test tokens.")
     permission = db.session.scalar(
         select(ShimTestPermission)
         .where(ShimTestPermission.resource_server_id == caller.owner_pk)
         .with_for_update()
     )
     if permission is None:
-        raise MintRefusedError("This resource server may not mint test tokens.")
+        _refuse(caller, "not_allowed", "This resource server may not mint test tokens.")
     user = db.session.get(User, permission.user_id)
     oauth_client = db.session.get(OAuth2Client, permission.oauth_client_id)
     if user is None or oauth_client is None or user.disabled or oauth_client.disabled:
-        raise MintRefusedError("The test user or client is disabled.")
+        _refuse(caller, "disabled", "The test user or client is disabled.")
     now = utcnow()
     family = db.session.get(TokenFamily, permission.family_id) if permission.family_id else None
     if family is None or family.revoked_at is not None:
@@ -157,6 +159,17 @@ def issue_test_token(caller: SecretMatch) -> dict[str, Any]:
         body["expires_in"] = issued["expires_in"]
     body["sub"] = user.public_id
     return body
+
+
+def _refuse(caller: SecretMatch, reason: str, message: str) -> NoReturn:
+    """Audit a refused call in its own transaction, then refuse it."""
+    who = (
+        {"resource_server": caller.owner_id}
+        if caller.owner_kind == "resource_server"
+        else {"client_id": caller.owner_id}
+    )
+    record_event_now("test_token.refused", actor=caller.owner_id, reason=reason, **who)
+    raise MintRefusedError(message)
 
 
 def _permission_of(resource_server_pk: int) -> ShimTestPermission | None:

@@ -22,6 +22,7 @@ from sqlalchemy import Table
 from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import case
+from sqlalchemy import cast
 from sqlalchemy import delete
 from sqlalchemy import exists
 from sqlalchemy import insert
@@ -49,6 +50,8 @@ from ..security import new_token
 from ..security import open_successor
 from ..security import seal_successor
 from .audit import record_event
+from .policies import TokenPolicy
+from .policies import policy_for as policy_for  # re-exported for callers of tokens
 
 log = logging.getLogger(__name__)
 security_log = logging.getLogger("authserver.security")
@@ -73,29 +76,6 @@ class GrantError(AuthServerError):
 
 class ScopeError(AuthServerError):
     """The requested scope exceeds what was granted (OAuth ``invalid_scope``)."""
-
-
-@dataclass(frozen=True)
-class TokenPolicy:
-    """The token rules in force for one client."""
-
-    access_lifetime: timedelta | None
-    rotation: bool
-    grace: timedelta
-    max_replays: int
-    reuse_revokes_family: bool
-
-
-def policy_for(oauth_client: OAuth2Client) -> TokenPolicy:
-    """Combine server settings with the client's overrides."""
-    config = current_app.config
-    return TokenPolicy(
-        access_lifetime=oauth_client.access_lifetime(config["ACCESS_TOKEN_TTL"]),
-        rotation=bool(config["REFRESH_ROTATION"]),
-        grace=oauth_client.grace_lifetime(config["REFRESH_GRACE_SECONDS"]),
-        max_replays=int(config["REFRESH_MAX_REPLAYS"]),
-        reuse_revokes_family=bool(config["REFRESH_REUSE_REVOKES_FAMILY"]),
-    )
 
 
 # Authorization codes ------------------------------------------------------------
@@ -411,7 +391,14 @@ _CLAIM_REFRESH = (
             else_=_refresh.grace_ends_at,
         ),
         successor_ciphertext=case(
-            (_IS_PRESENTED, bindparam("sealed", type_=_refresh.successor_ciphertext.type)),
+            # CAST: with no grace the value is NULL, which PostgreSQL would type as text.
+            (
+                _IS_PRESENTED,
+                cast(
+                    bindparam("sealed", type_=_refresh.successor_ciphertext.type),
+                    _refresh.successor_ciphertext.type,
+                ),
+            ),
             else_=null(),
         ),
     )
@@ -515,7 +502,7 @@ def _rotate(
     access_raw, refresh_raw = new_token(), new_token()
     expires_at = now + policy.access_lifetime if policy.access_lifetime else None
     sealed = None
-    if policy.grace > timedelta(0):
+    if policy.grace is None or policy.grace > timedelta(0):
         sealed = seal_successor(
             presented,
             {
@@ -531,7 +518,8 @@ def _rotate(
             "row_id": row.id,
             "parent_row_id": parent_id,
             "claimed_at": now,
-            "grace_until": now + policy.grace,
+            # NULL: the window ends only when the successor is first used (google).
+            "grace_until": None if policy.grace is None else now + policy.grace,
             "sealed": sealed,
         },
     )
@@ -576,8 +564,9 @@ def _replay(
     """Answer a rotated token within its window with the same successor.
 
     The successor refresh token is always the same one (the family never forks).
-    The access token is the sealed one, unless it was revoked (RFC 7009) or the
-    request needs another scope: then a fresh one is bound to the successor.
+    The access token is the sealed one, unless the policy wants a new one on every
+    replay (google), or it was revoked (RFC 7009), expired, or the request needs
+    another scope: then a fresh one is bound to the successor.
     """
     now = utcnow()
     successor_unused = exists().where(
@@ -592,7 +581,7 @@ def _replay(
         RefreshToken.id == row.id,
         RefreshToken.rotated_at.is_not(None),
         RefreshToken.revoked_at.is_(None),
-        RefreshToken.grace_ends_at > now,
+        or_(RefreshToken.grace_ends_at.is_(None), RefreshToken.grace_ends_at > now),
         RefreshToken.successor_ciphertext.is_not(None),
         successor_unused,
         family_live,
@@ -633,7 +622,12 @@ def _replay(
     access_revoked = db.session.scalar(
         select(AccessToken.revoked_at).where(AccessToken.token_hash == hash_token(access_raw))
     )
-    if access_revoked is not None or sealed_scope != scope.scope:
+    if (
+        policy.fresh_access_on_replay
+        or access_revoked is not None
+        or (expires_at is not None and now >= expires_at)
+        or sealed_scope != scope.scope
+    ):
         body = _issue(
             FamilyRef(row.family_id, row.scope),
             policy,

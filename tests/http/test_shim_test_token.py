@@ -190,6 +190,19 @@ def test_every_test_token_call_is_audited(http, allowed, user, oauth_client):
     assert all("token" not in str(row.details).lower().replace("test_token", "") for row in rows)
 
 
+def test_refused_calls_are_audited(http, shim, oauth_client, client_secret):
+    mint(http, *shim)
+    mint(http, oauth_client.client_id, client_secret)
+    rows = db.session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.event_type == "test_token.refused")
+        .order_by(AuditEvent.id)
+    ).all()
+    assert [row.details["reason"] for row in rows] == ["not_allowed", "not_a_resource_server"]
+    assert rows[0].details["resource_server"] == shim[0]
+    assert rows[1].client_id == oauth_client.client_id
+
+
 def test_allow_and_revoke_are_audited(cli, allowed):
     ok(cli, "resource-servers", "allow-test-tokens", allowed[0], "--revoke")
     types = db.session.scalars(

@@ -165,3 +165,44 @@ def test_readiness_head_refuses_a_branched_history(tmp_path):
         head_revision(str(tmp_path))
     (versions / "d.py").write_text("revision = 'd'\ndown_revision = ('b', 'c')\n")
     assert head_revision(str(tmp_path)) == "d"
+
+
+def oauth2_clients_triggers() -> set[str]:
+    with db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            query = (
+                "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE NOT t.tgisinternal AND c.relname = 'oauth2_clients'"
+            )
+        else:
+            query = (
+                "SELECT name FROM sqlite_master "
+                "WHERE type = 'trigger' AND tbl_name = 'oauth2_clients'"
+            )
+        return {row[0] for row in connection.execute(text(query))}
+
+
+def test_refresh_policy_migration_keeps_existing_clients_on_ifttt_and_the_triggers(fresh_app):
+    """0010: clients from before keep today's behaviour; oauth2_clients keeps its triggers."""
+    upgrade(revision="0009")
+    triggers = oauth2_clients_triggers()
+    assert triggers
+    with db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO oauth2_clients (client_id, name, redirect_uris, scopes, "
+                "is_confidential, disabled, created_at) VALUES ('old-public', 'Old', "
+                "'[\"https://example.com/cb\"]', '[\"ifttt\"]', false, false, '2030-01-01')"
+            )
+        )
+    upgrade(revision="0010")
+    assert oauth2_clients_triggers() == triggers
+    with db.engine.connect() as connection:
+        profile = connection.execute(
+            text("SELECT refresh_profile FROM oauth2_clients WHERE client_id = 'old-public'")
+        ).scalar()
+    assert profile == "ifttt"
+    downgrade(revision="0009")
+    assert oauth2_clients_triggers() == triggers
+    upgrade()
+    assert oauth2_clients_triggers() == triggers

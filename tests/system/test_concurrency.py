@@ -426,3 +426,46 @@ def test_refresh_racing_second_successor_is_invalid_grant_not_5xx(
         )
         == 1
     )
+
+
+def test_google_parallel_replays_converge_on_one_successor_with_fresh_access_tokens(
+    shared_server, user, get_code, exchange
+):
+    """Issue 15: google replays never fork the family; each gets its own access token."""
+    from authserver.services import clients as client_service
+    from tests.factories import make_oauth_client
+
+    server = shared_server
+    google, secret = make_oauth_client(policy=client_service.PolicyChange(profile="google"))
+    r0 = first_refresh_token(user, google, secret, get_code, exchange)
+    send = refresh_post(server.base_url, r0, google, secret)
+
+    results = storm(CAP_STORM, send)
+
+    message = report(server, results)
+    assert [status for status, _ in results] == [200] * CAP_STORM, message
+    assert len({body["refresh_token"] for _, body in results}) == 1, message
+    access_tokens = {body["access_token"] for _, body in results}
+    assert len(access_tokens) == CAP_STORM, message
+    assert_clean_log(server)
+    db.session.rollback()
+    parent = db.session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_token(r0))
+    )
+    assert parent is not None
+    assert (
+        db.session.scalar(
+            select(func.count())
+            .select_from(RefreshToken)
+            .where(RefreshToken.family_id == parent.family_id)
+        )
+        == 2
+    )
+    with requests.Session() as session:
+        for token in access_tokens:
+            answer = session.get(
+                server.base_url + "/ifttt/v1/user/info",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
