@@ -1,7 +1,7 @@
 """audit_events: address and count, so failed-authentication floods are one row a minute
 
 Revision ID: 0008
-Revises: 0009
+Revises: 0010
 Create Date: 2026-11-30 14:40:00
 
 A flood of failed logins or client authentications is recorded as one row per
@@ -16,7 +16,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0008"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
