@@ -6,6 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import click
+from flask.cli import AppGroup
+from flask.cli import with_appcontext
 
 from ..clock import utcnow
 from ..models import AuditEvent
@@ -21,7 +23,7 @@ from .output import iso_text
 from .output import json_option
 
 
-@click.group("audit", invoke_without_command=True)
+@click.group("audit", cls=AppGroup, invoke_without_command=True)
 @click.option("--since", type=Duration(), default=None, help="Only events this recent (24h, 7d).")
 @click.option("--client", "client_id", default=None, help="Only events of this client.")
 @click.option("--user", "username", default=None, help="Only events of this username.")
@@ -35,6 +37,7 @@ from .output import json_option
 @click.option("--limit", type=click.IntRange(1, 100000), default=1000, show_default=True)
 @json_option
 @click.pass_context
+@with_appcontext
 def audit_command(
     ctx: click.Context,
     since: timedelta | None,
