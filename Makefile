@@ -2,6 +2,8 @@
 #   make run   - install, migrate the embedded SQLite database, create demo data, serve on :8000
 #   make test  - install with test extras and run the whole suite
 #   make bench - load-test a real server with wrk, results in docs/performance.md
+#   make mutate - mutation testing of authserver/services and authserver/oauth2 (hours;
+#                 docs/testing.md); make mutate-sample - CI's 30 mutants (minutes)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,7 +15,7 @@ BENCH_ARGS ?=
 BENCH_OUTPUT ?= docs/performance.md
 export AUTHSERVER_INSTANCE_PATH ?= $(CURDIR)/instance
 
-.PHONY: run test install lint clean bench translations messages
+.PHONY: run test install lint clean bench translations messages mutate mutate-sample
 
 # Compiled message catalogs (.mo) are build products: made from the .po files here,
 # and by the wheel build (hatch_build.py).
@@ -61,6 +63,26 @@ run: $(VENV)/.installed translations
 test: $(VENV)/.installed-test translations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# CI's fixed sample of 30 mutants of services/tokens.py: every one must be killed.
+mutate-sample: $(VENV)/.installed-test translations
+	$(BIN)/python -m tests.mutation.sample
+
+# Mutation testing with cosmic-ray (the `mutation` extra). 1) record which test runs
+# which line (per-test coverage contexts), 2) keep a pristine copy to find each mutant's
+# line, 3) mutate and run only the covering tests, 4) report the score and survivors.
+# MUTATE_TESTS narrows the suite that builds the coverage map.
+MUTATE_TESTS ?= tests/unit tests/http tests/cli
+mutate: $(VENV)/.installed-test translations
+	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
+	rm -rf .mutation && mkdir -p .mutation/pristine
+	cp -r --parents authserver/services authserver/oauth2 .mutation/pristine/
+	COVERAGE_FILE=.mutation/coverage $(BIN)/python -m pytest -q -p no:randomly \
+		--cov=authserver.services --cov=authserver.oauth2 --cov-context=test \
+		--cov-report= $(MUTATE_TESTS)
+	$(BIN)/cosmic-ray init tests/mutation/cosmic-ray.toml .mutation/session.sqlite
+	$(BIN)/cosmic-ray exec tests/mutation/cosmic-ray.toml .mutation/session.sqlite
+	$(BIN)/cr-report --surviving-only --show-diff .mutation/session.sqlite
+
 lint: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	$(BIN)/python -m ruff check authserver tests bench examples migrations
@@ -73,4 +95,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py --output $(BENCH_OUTPUT) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) instance dist build .pytest_cache test-output $(MO_FILES)
+	rm -rf $(VENV) instance dist build .pytest_cache test-output .mutation $(MO_FILES)

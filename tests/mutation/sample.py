@@ -1,0 +1,330 @@
+"""CI's fixed sample of 30 mutants of services/tokens.py: every one must be killed.
+
+Each mutant is a pattern, not a line number: an exact piece of source (it must occur
+exactly once, so a refactoring that moves code keeps the sample valid) and what it
+becomes. The pieces are the rules issue 19 found unguarded: commits, WHERE clauses,
+boundaries. Each mutant runs only the test files that should kill it, in a copy of
+the tree, so the check takes minutes. A pattern that no longer matches fails the run:
+update the sample with the code (docs/testing.md), never drop a mutant silently.
+
+    python -m tests.mutation.sample            # all 30 (SQLite, or AUTHSERVER_TEST_DATABASE_URL)
+    python -m tests.mutation.sample -k commit  # those whose name contains "commit"
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = "authserver/services/tokens.py"
+TIMEOUT_SECONDS = 600
+
+REFRESH = "tests/http/test_refresh.py"
+FINDINGS = "tests/http/test_refresh_findings.py"
+GUARDS = "tests/http/test_token_guards.py"
+RACES = "tests/http/test_interleavings.py"
+COMMITTED = "tests/http/test_committed_state.py"
+COMMITTED_CLI = "tests/cli/test_committed_state_cli.py"
+PURGE = "tests/unit/test_purge.py"
+TOKEN = "tests/http/test_token.py"
+INTROSPECTION = "tests/http/test_introspection.py"
+USER_INFO = "tests/http/test_user_info.py"
+TOKENS_CLI = "tests/cli/test_tokens_cli.py"
+REVOKE = "tests/http/test_revoke.py"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One source change and the tests that must fail with it."""
+
+    name: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+SAMPLE: tuple[Mutant, ...] = (
+    # Dropped commits (issue 19: the four the shared test context hid, and more).
+    Mutant(
+        "commit-reuse-revocation",
+        'reason="reuse_detected", client_id=oauth_client.client_id)\n    db.session.commit()',
+        'reason="reuse_detected", client_id=oauth_client.client_id)\n    pass',
+        (COMMITTED,),
+    ),
+    Mutant(
+        "commit-code-replay-revocation",
+        'reason="code_replay", client_id=oauth_client.client_id)\n    db.session.commit()',
+        'reason="code_replay", client_id=oauth_client.client_id)\n    pass',
+        (COMMITTED,),
+    ),
+    Mutant(
+        "commit-cli-revoke-family",
+        "username=username)\n    db.session.commit()\n    return revoked",
+        "username=username)\n    return revoked",
+        (COMMITTED_CLI,),
+    ),
+    Mutant(
+        "commit-rfc7009-access-token",
+        "            .values(revoked_at=utcnow())\n        )\n        db.session.commit()\n",
+        "            .values(revoked_at=utcnow())\n        )\n",
+        (COMMITTED,),
+    ),
+    Mutant(
+        "commit-rfc7009-refresh-token",
+        'reason="client_revoked", client_id=oauth_client.client_id)\n    db.session.commit()',
+        'reason="client_revoked", client_id=oauth_client.client_id)\n    pass',
+        (COMMITTED,),
+    ),
+    # Refresh rules checked once, on the presented token.
+    Mutant(
+        "refresh-disabled-user",
+        '    if found.user_disabled:\n        raise GrantError("The user account is disabled.")\n',
+        "",
+        (GUARDS,),
+    ),
+    Mutant(
+        "refresh-wider-scope",
+        "        if scope.exceeded:\n",
+        "        if False:\n",
+        (GUARDS,),
+    ),
+    Mutant(
+        "refresh-other-clients-token",
+        "if found is None or found.oauth_client_id != oauth_client.id:",
+        "if found is None:",
+        (REFRESH,),
+    ),
+    Mutant(
+        "refresh-revoked-family",
+        "if found.family_revoked_at is not None or found.revoked_at is not None:",
+        "if found.revoked_at is not None:",
+        (REFRESH, FINDINGS),
+    ),
+    Mutant(
+        "refresh-rotation-off-after-rotation",
+        "    if row.rotated_at is None:\n        if scope.exceeded:",
+        "    if True:\n        if scope.exceeded:",
+        (GUARDS, REFRESH),
+    ),
+    Mutant(
+        "reuse-revokes-family-setting",
+        "    if policy.reuse_revokes_family:\n",
+        "    if True:\n",
+        (REFRESH,),
+    ),
+    # The claim and replay UPDATEs (interleavings).
+    Mutant(
+        "claim-refresh-revoked-at",
+        "and_(_IS_PRESENTED, _refresh.rotated_at.is_(None), _refresh.revoked_at.is_(None)),",
+        "and_(_IS_PRESENTED, _refresh.rotated_at.is_(None)),",
+        (RACES,),
+    ),
+    Mutant(
+        "claim-code-used-at",
+        "            AuthorizationCode.used_at.is_(None),\n"
+        "            AuthorizationCode.expires_at",
+        "            AuthorizationCode.expires_at",
+        (RACES,),
+    ),
+    Mutant(
+        "claim-code-expiry",
+        "            AuthorizationCode.used_at.is_(None),\n"
+        "            AuthorizationCode.expires_at > now,\n",
+        "            AuthorizationCode.used_at.is_(None),\n",
+        (RACES,),
+    ),
+    Mutant(
+        "replay-live-family",
+        "        successor_unused,\n        family_live,\n",
+        "        successor_unused,\n",
+        (RACES,),
+    ),
+    Mutant(
+        "replay-window-boundary",
+        "RefreshToken.grace_ends_at > now)",
+        "RefreshToken.grace_ends_at >= now)",
+        (REFRESH,),
+    ),
+    Mutant(
+        "replay-cap-boundary",
+        "RefreshToken.replay_count < policy.max_replays",
+        "RefreshToken.replay_count <= policy.max_replays",
+        (REFRESH,),
+    ),
+    # Codes.
+    Mutant(
+        "code-other-client",
+        "if row is None or row.oauth_client_id != oauth_client.id:",
+        "if row is None:",
+        (TOKEN,),
+    ),
+    Mutant(
+        "access-disabled-client",
+        "        _clients.disabled.is_(False),\n",
+        "",
+        (GUARDS,),
+    ),
+    Mutant(
+        "access-disabled-user",
+        "        _users.disabled.is_(False),\n",
+        "",
+        (INTROSPECTION,),
+    ),
+    Mutant(
+        "access-revoked-family",
+        "        _access.revoked_at.is_(None),\n"
+        '        or_(_access.expires_at.is_(None), _access.expires_at > bindparam("now")),\n'
+        "        _families.revoked_at.is_(None),\n",
+        "        _access.revoked_at.is_(None),\n"
+        '        or_(_access.expires_at.is_(None), _access.expires_at > bindparam("now")),\n',
+        (REFRESH,),
+    ),
+    Mutant(
+        "access-revoked-token",
+        "        _access.revoked_at.is_(None),\n        or_(_access.expires_at",
+        "        or_(_access.expires_at",
+        (REVOKE,),
+    ),
+    # Audit names and CLI issuance.
+    Mutant(
+        "audit-names-client",
+        "client_id or names[0], username or names[1]",
+        "client_id, username or names[1]",
+        (GUARDS,),
+    ),
+    Mutant(
+        "audit-names-user",
+        "client_id or names[0], username or names[1]",
+        "client_id or names[0], username",
+        (GUARDS,),
+    ),
+    Mutant(
+        "issue-disabled-user",
+        "    if user.disabled:\n"
+        '        raise ValidationError(f"user {user.username!r} is disabled")\n',
+        "",
+        (TOKENS_CLI,),
+    ),
+    Mutant(
+        "issue-disabled-client",
+        "    if oauth_client.disabled:\n"
+        '        raise ValidationError(f"client {oauth_client.client_id!r} is disabled")\n',
+        "",
+        (TOKENS_CLI,),
+    ),
+    # Purge: retention boundaries and families without a usable refresh token.
+    Mutant(
+        "purge-live-access",
+        "and_(TokenFamily.revoked_at.is_(None), ~live_refresh, ~live_access)",
+        "and_(TokenFamily.revoked_at.is_(None), ~live_refresh)",
+        (PURGE,),
+    ),
+    Mutant(
+        "purge-never-expiring-access",
+        "or_(AccessToken.expires_at.is_(None), AccessToken.expires_at > now - retention)",
+        "AccessToken.expires_at > now - retention",
+        (PURGE,),
+    ),
+    Mutant(
+        "purge-access-retention",
+        "AccessToken.expires_at > now - retention",
+        "AccessToken.expires_at > now",
+        (PURGE,),
+    ),
+    Mutant(
+        "purge-revoked-retention-boundary",
+        "TokenFamily.revoked_at <= now - retention,",
+        "TokenFamily.revoked_at < now - retention,",
+        (PURGE,),
+    ),
+)
+
+
+def apply(source: str, mutant: Mutant) -> str:
+    """Return the source with the mutant applied; fail unless its pattern occurs once."""
+    found = source.count(mutant.old)
+    if found != 1:
+        raise SystemExit(
+            f"mutant {mutant.name}: its pattern occurs {found} times in {TARGET}; "
+            "update tests/mutation/sample.py with the code"
+        )
+    return source.replace(mutant.old, mutant.new)
+
+
+def copy_tree(into: Path) -> None:
+    ignore = shutil.ignore_patterns(
+        ".venv", ".git", "instance", "__pycache__", "*.pyc", "node_modules"
+    )
+    for name in ("authserver", "tests", "migrations", "templates", "static", "translations"):
+        shutil.copytree(ROOT / name, into / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "CHANGELOG.md", "babel.cfg"):
+        shutil.copy2(ROOT / name, into / name)
+
+
+def run(mutant: Mutant, work: Path, original: str) -> tuple[str, float]:
+    """Apply one mutant in the copy, run its tests, restore; say killed/survived/error."""
+    target = work / TARGET
+    target.write_text(apply(original, mutant))
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-x",
+                "-p",
+                "no:randomly",
+                "-p",
+                "no:cacheprovider",
+                *mutant.tests,
+            ],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        return "killed (timeout)", time.monotonic() - started
+    finally:
+        target.write_text(original)
+    # pytest: 0 all passed (survived), 1 some failed (killed), else an error of the run.
+    outcome = {0: "SURVIVED", 1: "killed"}.get(result.returncode, f"error {result.returncode}")
+    if outcome.startswith("error"):
+        print(result.stdout[-2000:], result.stderr[-2000:], sep="\n")
+    return outcome, time.monotonic() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-k", dest="keyword", default="", help="only mutants whose name has this")
+    args = parser.parse_args(argv)
+    chosen = [m for m in SAMPLE if args.keyword in m.name]
+    original = (ROOT / TARGET).read_text()
+    for mutant in SAMPLE:  # every pattern is checked, even when running a few
+        apply(original, mutant)
+    started = time.monotonic()
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="authserver-mutants-") as tmp:
+        work = Path(tmp)
+        copy_tree(work)
+        # The copy's own package comes first on the path (python -m pytest adds the cwd).
+        for mutant in chosen:
+            outcome, seconds = run(mutant, work, original)
+            failures += outcome != "killed" and not outcome.startswith("killed")
+            print(f"{outcome:18} {seconds:6.1f}s  {mutant.name}", flush=True)
+    killed = len(chosen) - failures
+    print(f"mutation sample: {killed}/{len(chosen)} killed in {time.monotonic() - started:.0f}s")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""cosmic-ray's test command: run only the tests that execute the mutated line.
+
+`make mutate` first records which test executed which line (pytest-cov's per-test
+contexts, in .mutation/coverage) and keeps a pristine copy of the mutated packages
+(.mutation/pristine). cosmic-ray then applies one mutant on disk and runs this
+script, which finds the changed line by comparing with the pristine copy and runs
+those tests with -x. A line that runs only at import (the module-level Core
+statements of services/tokens.py, for instance) is credited to no test, so for it
+the tests that execute any line using the names the statement defines are chosen.
+Exit status is pytest's: 0 means the mutant survived.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import subprocess
+import sys
+from pathlib import Path
+
+from coverage import CoverageData
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = ROOT / ".mutation"
+PACKAGES = ("authserver/services", "authserver/oauth2")
+
+
+def mutated_line() -> tuple[str, int] | None:
+    """Return (path, 1-based line) of the first difference from the pristine copy."""
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            pristine = STATE / "pristine" / relative
+            if not pristine.exists():
+                continue
+            now, before = path.read_text().splitlines(), pristine.read_text().splitlines()
+            if now == before:
+                continue
+            matcher = difflib.SequenceMatcher(a=before, b=now, autojunk=False)
+            for tag, i1, _i2, _j1, _j2 in matcher.get_opcodes():
+                if tag != "equal":
+                    return relative, i1 + 1
+    return None
+
+
+def node_ids(data: CoverageData, filename: str, lines: set[int]) -> set[str]:
+    """Test node ids (pytest-cov contexts "nodeid|phase") that executed any of lines."""
+    found: set[str] = set()
+    by_line = data.contexts_by_lineno(filename)
+    for line in lines:
+        for context in by_line.get(line, ()):
+            if context:
+                found.add(context.rsplit("|", 1)[0])
+    return found
+
+
+def users_of_statement(source: str, line: int) -> set[int] | None:
+    """Lines inside functions that use the names a module-level statement defines.
+
+    None when the line is inside a function (coverage credits it to tests directly).
+    """
+    tree = ast.parse(source)
+    for node in tree.body:
+        if not node.lineno <= line <= (node.end_lineno or node.lineno):
+            continue
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            return None
+        names: set[str] = set()
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.ClassDef):
+            if any(
+                isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                and item.lineno <= line <= (item.end_lineno or item.lineno)
+                for item in node.body
+            ):
+                return None
+            names = {node.name}
+        lines: set[int] = set()
+        # Follow one level of indirection: a statement used only by another
+        # module-level statement (e.g. a column collection) reaches its users too.
+        pending, seen = set(names), set()
+        while pending:
+            name = pending.pop()
+            seen.add(name)
+            for other in ast.walk(tree):
+                if isinstance(other, ast.Name) and other.id == name and other.lineno != line:
+                    lines.add(other.lineno)
+            for top in tree.body:
+                if isinstance(top, ast.Assign) and any(
+                    isinstance(n, ast.Name) and n.id == name for n in ast.walk(top.value)
+                ):
+                    pending |= {t.id for t in top.targets if isinstance(t, ast.Name)} - seen
+        return lines
+    return set()
+
+
+def main() -> int:
+    where = mutated_line()
+    if where is None:
+        print("select_tests: no mutated line found", file=sys.stderr)
+        return 2
+    relative, line = where
+    data = CoverageData(basename=str(STATE / "coverage"))
+    data.read()
+    filename = str(ROOT / relative)
+    tests = node_ids(data, filename, {line})
+    if not tests:
+        source = (STATE / "pristine" / relative).read_text()
+        users = users_of_statement(source, line)
+        tests = node_ids(data, filename, users or set())
+    if not tests:
+        # Executed by no test at all: nothing can kill it (reported as a survivor).
+        print(f"select_tests: no test executes {relative}:{line}")
+        return 0
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-x",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+        *sorted(tests),
+    ]
+    return subprocess.run(command, cwd=ROOT, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
