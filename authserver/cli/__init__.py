@@ -35,6 +35,7 @@ def admin_commands() -> dict[str, click.Command]:
     from .clients import clients
     from .database import db_group
     from .demo import demo_command
+    from .platform_checks import check_command
     from .resource_servers import resource_servers
     from .serve import serve_command
     from .shim_check import shim_check_command
@@ -51,6 +52,7 @@ def admin_commands() -> dict[str, click.Command]:
         serve_command,
         demo_command,
         ifttt_check_command,
+        check_command,
         shim_check_command,
         db_group,
     ]

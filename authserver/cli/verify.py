@@ -105,6 +105,8 @@ class Checker:
     code: str | None = None
     tokens: dict[str, Any] | None = None
     refreshed: dict[str, Any] | None = None
+    #: Seconds `check google --wait` waits before presenting the previous refresh token.
+    wait: float = 0.0
 
     def url(self, path: str) -> str:
         """Return an absolute URL on the deployment."""
@@ -155,7 +157,10 @@ class Checker:
 
 def check_authorize(c: Checker) -> str:
     """Authorize, log in, consent; expect a redirect with a code and the same state."""
-    params = {"client_id": c.client_id, "response_type": "code", "scope": c.scope, "state": c.state}
+    params = {"client_id": c.client_id, "response_type": "code", "state": c.state}
+    if c.scope:
+        # No scope: the client's own scopes (RFC 6749 §3.3 lets the server choose).
+        params["scope"] = c.scope
     if c.redirect_uri:
         params["redirect_uri"] = c.redirect_uri
     url = c.url("/oauth/authorize?" + urlencode(params))
