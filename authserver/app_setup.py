@@ -295,6 +295,7 @@ def _wants_json() -> bool:
             "/oauth/revoke",
             "/oauth/introspect",
             "/ifttt/",
+            "/shim/",
             "/.well-known/",
             "/metrics",
             "/readyz",

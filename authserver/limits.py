@@ -308,6 +308,18 @@ def introspection_exceeded(caller_id: str) -> int | None:
     return max(1, math.ceil(reset - time.time()))
 
 
+def refused_for_client_auth_failures() -> Response | None:
+    """Answer 429 to an address that failed client authentication too often.
+
+    Checked before any secret is, at every endpoint that authenticates a client or
+    a resource server: a refused address learns nothing more.
+    """
+    from .credentials import presented_credentials
+
+    wait = client_auth_exceeded(get_remote_address(), presented_credentials().claimed_id)
+    return too_many(wait) if wait else None
+
+
 def too_many(retry_after: int, form: FlaskForm | None = None) -> Response:
     """Build a 429 in the format of the endpoint being called.
 
@@ -317,7 +329,7 @@ def too_many(retry_after: int, form: FlaskForm | None = None) -> Response:
     if counter is not None:
         counter("rate_limited")
     path = request.path
-    if path.startswith("/oauth/") and path != "/oauth/authorize":
+    if (path.startswith("/oauth/") and path != "/oauth/authorize") or path.startswith("/shim/"):
         response = jsonify(
             error="slow_down" if path == "/oauth/token" else "temporarily_unavailable",
             error_description="Too many requests. Retry later.",

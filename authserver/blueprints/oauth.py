@@ -22,9 +22,8 @@ from flask_login import current_user
 from ..credentials import presented_credentials
 from ..extensions import csrf
 from ..forms import ConsentForm
-from ..limits import client_auth_exceeded
-from ..limits import get_remote_address
 from ..limits import introspection_exceeded
+from ..limits import refused_for_client_auth_failures
 from ..limits import too_many
 from ..logs import note_request
 from ..oauth2 import introspection
@@ -98,20 +97,11 @@ def authorize() -> Response | tuple[str, int] | str:
     return _error_page(OAuth2Error(description=gettext("Choose Allow or Deny.")))
 
 
-def _refused_for_failures() -> Response | None:
-    """Answer 429 to an address that failed client authentication too often.
-
-    Checked before any secret is: a refused address learns nothing more.
-    """
-    wait = client_auth_exceeded(get_remote_address(), presented_credentials().claimed_id)
-    return too_many(wait) if wait else None
-
-
 @bp.post("/oauth/token")
 @csrf.exempt
 def token() -> Response:
     """Exchange a code or refresh token (RFC 6749 §3.2)."""
-    refused = _refused_for_failures()
+    refused = refused_for_client_auth_failures()
     if refused is not None:
         _note_presented_client()
         return refused
@@ -136,7 +126,7 @@ def _note_presented_client() -> None:
 @csrf.exempt
 def revoke() -> Response:
     """RFC 7009 token revocation."""
-    refused = _refused_for_failures()
+    refused = refused_for_client_auth_failures()
     if refused is not None:
         return refused
     server = authorization_server()
@@ -154,7 +144,7 @@ def introspect() -> Response:
     # The log names the caller (the resource server), refused or not; introspect()
     # notes the token's owner.
     _note_presented_client()
-    refused = _refused_for_failures()
+    refused = refused_for_client_auth_failures()
     if refused is not None:
         return refused
     try:

@@ -11,6 +11,7 @@ from flask import Blueprint
 from flask import Response
 
 from ..extensions import csrf
+from ..limits import refused_for_client_auth_failures
 from ..logs import note_request
 from ..oauth2.introspection import authenticate_caller
 from ..oauth2.server import authorization_server
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 @csrf.exempt
 def test_token() -> Response:
     """Mint an access token for the test user an admin allowed this shim."""
+    limited = refused_for_client_auth_failures()
+    if limited is not None:
+        return limited
     try:
         reject_duplicate_parameters()
         # The same authentication as introspection, credential cache included.

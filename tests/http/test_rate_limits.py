@@ -508,3 +508,18 @@ def test_login_limit_counts_full_width_spellings_as_the_same_username(http, stor
     assert full_width != username
     response = _login(http, full_width, PASSWORD, _unique_address())
     assert response.status_code == 429
+
+
+@pytest.mark.app_config(RATE_LIMIT_TOKEN_FAILURES=TINY)
+def test_wrong_secret_flood_at_the_test_token_endpoint_limits_the_address_only(http, storage):
+    """POST /shim/test-token guards a resource server's secret like introspection does."""
+    server, server_secret = client_service.register_resource_server("shim " + _username())
+    flood = _wrong_secret_flood(
+        http, "/shim/test-token", server.server_id, _unique_address(), {}, 6
+    )
+    assert flood == [401] * 3 + [429] * 3
+    # The real shim, from another address, is authenticated (and refused only because
+    # no admin allowed it to mint test tokens).
+    http.environ_base["REMOTE_ADDR"] = _unique_address()
+    response = http.post("/shim/test-token", headers=basic_auth(server.server_id, server_secret))
+    assert response.status_code == 403
