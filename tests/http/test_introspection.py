@@ -269,3 +269,29 @@ def test_introspection_omits_exp_for_non_expiring_token(tokens, introspect):
     body = introspect(tokens["access_token"]).get_json()
     assert set(body) == ACTIVE_FIELDS - {"exp"}
     assert body["active"] is True
+
+
+def test_introspection_inactive_for_a_later_clients_token(http, user):
+    """Whichever client was registered first, one never sees another's token."""
+    caller, caller_secret = make_oauth_client(name="Registered first")
+    owner, _owner_secret = make_oauth_client(name="Registered later")
+    assert owner.id > caller.id
+    response = http.post(
+        URL,
+        data={"token": make_tokens(user, owner)["access_token"]},
+        headers=basic_auth(caller.client_id, caller_secret),
+    )
+    assert_inactive(response)
+
+
+def test_resource_server_sees_every_clients_token_whatever_the_row_ids(http, user):
+    """A resource server is no client: its row id is never compared with the token's."""
+    servers = [client_service.register_resource_server(f"Shim {n}") for n in range(3)]
+    owner, _owner_secret = make_oauth_client(name="Token owner")
+    access = make_tokens(user, owner)["access_token"]
+    for server, secret in servers:
+        response = http.post(
+            URL, data={"token": access}, headers=basic_auth(server.server_id, secret)
+        )
+        assert response.status_code == 200
+        assert response.get_json()["active"] is True, (server.id, owner.id)
