@@ -197,7 +197,9 @@ FIELD_VALUES = st.one_of(
 FORMS = st.lists(st.tuples(FIELD_NAMES, FIELD_VALUES), max_size=10)
 
 
-@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
+@pytest.mark.parametrize(
+    "path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect", "/shim/test-token"]
+)
 def test_arbitrary_form_fields_never_5xx(http, oauth_client, client_secret, path):
     auth = basic_auth(oauth_client.client_id, client_secret)
 
@@ -218,7 +220,9 @@ def test_arbitrary_form_fields_never_5xx(http, oauth_client, client_secret, path
     run()
 
 
-@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
+@pytest.mark.parametrize(
+    "path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect", "/shim/test-token"]
+)
 def test_arbitrary_body_bytes_never_5xx(http, path):
     content_types = st.sampled_from(
         [
