@@ -436,11 +436,13 @@ def seed_reference(
     The same number of users (one access token each) and of fresh refresh tokens
     per round; the secrets are authserver's, so one wrk environment serves both.
     """
-    from sqlalchemy import create_engine
-
     from bench.reference import schema
+    from bench.reference.app import make_engine
 
-    engine = create_engine(url)
+    # The reference's own settings: on SQLite the file is left in WAL mode, so the
+    # workers' switch to WAL on connect is a no-op. Two workers switching a
+    # rollback-journal file at once can get "database is locked" (no busy wait).
+    engine = make_engine(url)
     try:
         schema.create(engine)
         user_ids, access = schema.seed_users(engine, args.users)
