@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import resource_dir
+from . import signals
 from .config import load_config
 from .config import validate_config
 from .database import AUTOCOMMIT_READS_KEY
@@ -376,9 +377,7 @@ def init_error_handlers(app: Flask) -> None:
             return _unexpected(error)
         db.session.rollback()
         log.error("database unavailable: %s", type(error).__name__)
-        counter = app.extensions.get("authserver.count")
-        if counter is not None:
-            counter("db_error")
+        signals.database_unavailable.send()
         message = "The service is temporarily unavailable. Please retry."
         if _wants_json():
             response = _json_error(503, "temporarily_unavailable", message)

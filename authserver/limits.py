@@ -32,6 +32,7 @@ from limits.storage import Storage
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
+from . import signals
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -108,9 +109,7 @@ class FailOpenStorage(Storage):
     def _failed(self, error: StorageError) -> None:
         now = time.monotonic()
         self._retry_at = now + self.RETRY_AFTER
-        counter = current_app.extensions.get("authserver.count")
-        if counter is not None:
-            counter("limit_storage_error")
+        signals.limit_storage_failed.send()
         if self._warned_at is None or now - self._warned_at >= self.WARN_EVERY:
             self._warned_at = now
             log.warning(
@@ -325,9 +324,7 @@ def too_many(retry_after: int, form: FlaskForm | None = None) -> Response:
 
     Pages get the login form back (``form`` keeps what the user typed).
     """
-    counter = current_app.extensions.get("authserver.count")
-    if counter is not None:
-        counter("rate_limited")
+    signals.rate_limited.send()
     path = request.path
     if (path.startswith("/oauth/") and path != "/oauth/authorize") or path.startswith("/shim/"):
         response = jsonify(

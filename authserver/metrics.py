@@ -20,6 +20,8 @@ from prometheus_client import Histogram
 from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 
+from . import signals
+
 REQUESTS = Counter(
     "authserver_http_requests_total",
     "HTTP requests by endpoint, method and status",
@@ -92,14 +94,38 @@ def _sized(path: str) -> bool:
         return False
 
 
-def count(name: str) -> None:
-    """Increment one of the named event counters."""
-    EVENTS[name].inc()
+def _counting(name: str) -> Any:
+    counter = EVENTS[name]
+
+    def receiver(sender: Any, **extra: Any) -> None:
+        counter.inc()
+
+    return receiver
+
+
+# Held here, so blinker's weak references to the receivers stay alive.
+_RECEIVERS = (
+    (signals.token_issued, _counting("issued")),
+    (signals.token_refreshed, _counting("refreshed")),
+    (signals.family_revoked, _counting("family_revoked")),
+    (signals.refresh_replayed, _counting("replays")),
+    (signals.reuse_detected, _counting("reuse")),
+    (signals.client_auth_failed, _counting("client_auth_failed")),
+    (signals.login_failed, _counting("login_failed")),
+    (signals.rate_limited, _counting("rate_limited")),
+    (signals.limit_storage_failed, _counting("limit_storage_error")),
+    (signals.database_unavailable, _counting("db_error")),
+)
 
 
 def init_metrics(app: Flask) -> None:
-    """Time every request and serve /metrics to holders of the metrics token."""
-    app.extensions["authserver.count"] = count
+    """Count the events signalled, time every request, and serve /metrics.
+
+    The counters are per process (gunicorn workers merge them through
+    PROMETHEUS_MULTIPROC_DIR), so subscribing again for another app is a no-op.
+    """
+    for signal, receiver in _RECEIVERS:
+        signal.connect(receiver)
 
     @app.after_request
     def _observe(response: Response) -> Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Blueprint
 from flask import Response
@@ -19,6 +18,7 @@ from flask_login import current_user
 from flask_login import login_user
 from flask_login import logout_user
 
+from .. import signals
 from ..forms import LoginForm
 from ..forms import LogoutForm
 from ..limits import get_remote_address
@@ -86,9 +86,7 @@ def login() -> Response | str | tuple[str, int]:
         record_login_failure(username, get_remote_address())
         security_log.warning("login failed username=%s", username[:150])
         record_failure_now("login.failed", address=get_remote_address(), username=username[:150])
-        counter = _counter()
-        if counter:
-            counter("login_failed")
+        signals.login_failed.send()
         return render_template("auth/login.html", form=form, error=LOGIN_FAILED), 401
     target = safe_next(form.next.data) or url_for("account.apps")
     # A login replacing another in this browser (switch account) ends that one on
@@ -122,7 +120,3 @@ def logout() -> Response:
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))  # type: ignore[return-value]
-
-
-def _counter() -> Any:
-    return current_app.extensions.get("authserver.count")

@@ -16,6 +16,7 @@ from flask import Response
 from flask import current_app
 from flask import request as flask_request
 
+from .. import signals
 from ..credentials import presented_credentials
 from ..limits import get_remote_address
 from ..limits import record_client_auth_failure
@@ -96,9 +97,7 @@ class AuthorizationServer(_FlaskServer):
             record_client_auth_failure(address, client_id)
             security_log.warning("client authentication failed client_id=%s", client_id)
             record_failure_now("client.auth_failed", address=address, client_id=client_id)
-            metrics_hook = current_app.extensions.get("authserver.count")
-            if metrics_hook is not None:
-                metrics_hook("client_auth_failed")
+            signals.client_auth_failed.send()
         response: Response = super().handle_error_response(request, error)
         if isinstance(error, InvalidClientError):
             response.headers["WWW-Authenticate"] = (

@@ -33,6 +33,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from .. import signals
 from ..clock import epoch
 from ..clock import utcnow
 from ..database import db
@@ -229,7 +230,7 @@ def redeem_authorization_code(
     body = _issue(family, policy_for(oauth_client), now, include_refresh_token)
     note_request(client_id=oauth_client.client_id, user_id=code.user_public_id)
     db.session.commit()
-    _count("issued")
+    signals.token_issued.send()
     return body
 
 
@@ -478,11 +479,11 @@ def refresh(
                 access_scope=scope.scope,
             )
             db.session.commit()
-            _count("refreshed")
+            signals.token_refreshed.send()
             return body
         body_or_none = _rotate(row, found.parent_id, presented, family, policy, scope, now)
         if body_or_none is not None:
-            _count("refreshed")
+            signals.token_refreshed.send()
             return body_or_none
     return _replay(row, presented, oauth_client, policy, scope)
 
@@ -640,7 +641,7 @@ def _replay(
         body = token_response(access_raw, expires_at, payload["refresh_token"], sealed_scope, now)
     db.session.commit()
     log.info("refresh replay within grace family=%s", row.family_id)
-    _count("replays")
+    signals.refresh_replayed.send()
     return body
 
 
@@ -654,7 +655,7 @@ def _reuse_detected(
         row.family_id,
         why,
     )
-    _count("reuse")
+    signals.reuse_detected.send()
     if policy.reuse_revokes_family:
         _revoke_family(row.family_id, reason="reuse_detected", client_id=oauth_client.client_id)
     db.session.commit()
@@ -692,7 +693,7 @@ def _revoke_family(
             family=family_id,
             reason=reason,
         )
-        _count("family_revoked")
+        signals.family_revoked.send(family_id=family_id, reason=reason)
     return revoked
 
 
@@ -992,10 +993,3 @@ def _batched(select_ids: Any, make_statement: Any, batch_size: int) -> int:
         total += len(ids)
         if len(ids) < batch_size:
             return total
-
-
-def _count(name: str) -> None:
-    """Bump an operational counter (metrics hook; see authserver.metrics)."""
-    hook = current_app.extensions.get("authserver.count")
-    if hook is not None:
-        hook(name)
