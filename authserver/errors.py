@@ -23,7 +23,3 @@ class ConflictError(AuthServerError):
 
 class ValidationError(AuthServerError):
     """Input is malformed or out of range."""
-
-
-class ServiceUnavailableError(AuthServerError):
-    """The database (or another dependency) cannot be reached right now."""

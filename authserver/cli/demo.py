@@ -53,8 +53,8 @@ def _user_works(saved: dict[str, str]) -> bool:
 def _client_works(saved: dict[str, str]) -> bool:
     if not saved.get("client_id") or not saved.get("client_secret"):
         return False
-    oauth_client = client_service.get_client(saved["client_id"])
-    return oauth_client is not None and oauth_client.check_client_secret(saved["client_secret"])
+    found = client_service.authenticate_client(saved["client_id"], saved["client_secret"])
+    return found is not None
 
 
 @click.command("demo")

@@ -26,8 +26,6 @@ from sqlalchemy.orm import relationship
 from ..clock import utcnow
 from ..database import Model
 from ..database import UTCDateTime
-from ..security import digests_equal
-from ..security import hash_token
 from .user import User
 
 GRANT_TYPES = ("authorization_code", "refresh_token")
@@ -71,26 +69,12 @@ class _SecretHolder:
 
     secrets: list[CredentialSecret]
     disabled: bool
-    #: The secret that matched the last successful check (for last-used bookkeeping).
-    matched_secret: CredentialSecret | None = None
 
     def live_secrets(self, now: datetime | None = None) -> list[CredentialSecret]:
         """Return the secrets that still authenticate, newest first."""
         moment = now or utcnow()
         live = [s for s in self.secrets if not s.is_expired(moment)]
         return sorted(live, key=lambda s: (s.created_at, s.id), reverse=True)
-
-    def check_client_secret(self, client_secret: str) -> bool:
-        """Check a presented secret against every live secret in constant time."""
-        presented = hash_token(client_secret)
-        matched: CredentialSecret | None = None
-        # Compare against all live secrets without stopping early, so the time taken
-        # does not tell which one (if any) matched.
-        for candidate in self.live_secrets():
-            if digests_equal(candidate.secret_hash, presented):
-                matched = candidate
-        self.matched_secret = matched
-        return matched is not None and not self.disabled
 
 
 class ClientRules:
@@ -195,12 +179,6 @@ class OAuth2Client(ClientRules, _SecretHolder, Model):
         cascade="all, delete-orphan", passive_deletes=True, lazy="select"
     )
 
-    def check_client_secret(self, client_secret: str) -> bool:
-        """Check a presented secret; public clients have none."""
-        if not self.is_confidential:
-            return False
-        return super().check_client_secret(client_secret)
-
 
 class ResourceServer(_SecretHolder, Model):
     """A shim or API that introspects tokens."""
@@ -281,19 +259,6 @@ class AuthorizationCode(Model):
 
     user: Mapped[User] = relationship(lazy="joined")
 
-    def is_expired(self, now: datetime) -> bool:
-        """Tell whether the code's lifetime has ended."""
-        return now >= self.expires_at
-
-    # Authlib AuthorizationCodeMixin ------------------------------------------------
-    def get_redirect_uri(self) -> str | None:
-        """Return the redirect URI the authorization request named, if any."""
-        return self.redirect_uri
-
-    def get_scope(self) -> str:
-        """Return the scope the code grants."""
-        return self.scope
-
 
 class RefreshToken(Model):
     """A refresh token (hash only) and its place in the rotation chain.
@@ -343,7 +308,3 @@ class AccessToken(Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     family: Mapped[TokenFamily] = relationship(lazy="joined")
-
-    def is_expired(self, now: datetime) -> bool:
-        """Tell whether the token's lifetime has ended (never, without expiry)."""
-        return self.expires_at is not None and now >= self.expires_at

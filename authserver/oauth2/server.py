@@ -229,8 +229,3 @@ def authorization_server() -> AuthorizationServer:
     """Return the current app's authorization server."""
     server: AuthorizationServer = current_app.extensions[EXTENSION_KEY]
     return server
-
-
-def handle_duplicate(error: OAuth2Error) -> Response:
-    """Turn a duplicate-parameter error raised while parsing into a JSON answer."""
-    return authorization_server().handle_error_response(None, error)

@@ -689,17 +689,6 @@ def _credential_cache() -> CredentialCache:
     return cache
 
 
-def record_secret_use(owner: OAuth2Client | ResourceServer, *, owner_id: str) -> None:
-    """Note the use of the secret that just authenticated ``owner`` (see note_secret_use)."""
-    matched = owner.matched_secret
-    if matched is None:
-        return
-    kind = "client" if isinstance(owner, OAuth2Client) else "resource_server"
-    note_secret_use(
-        SecretMatch(kind, owner.id, owner_id, matched.id, matched.expires_at, matched.last_used_at)
-    )
-
-
 def note_secret_use(match: SecretMatch) -> None:
     """Note when the matched secret was last used; audit use of a superseded one.
 

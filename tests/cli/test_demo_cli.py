@@ -32,8 +32,7 @@ def test_demo_creates_working_credentials_and_shows_them_again(cli):
     shown = printed(first)
     assert set(shown) == {"username", "password", "client_id", "client_secret"}
     assert authenticate(shown["username"], shown["password"]) is not None
-    oauth_client = client_service.require_client(shown["client_id"])
-    assert oauth_client.check_client_secret(shown["client_secret"])
+    assert client_service.authenticate_client(shown["client_id"], shown["client_secret"])
     assert saved_file().stat().st_mode & 0o777 == 0o600
 
     again = cli.invoke(args=["demo"])
@@ -88,9 +87,7 @@ def test_demo_credentials_of_another_database_are_never_printed(cli):
     assert "already had users" in result.stdout
     # A fresh client was made here; its secret works.
     shown = printed(result)
-    assert client_service.require_client(shown["client_id"]).check_client_secret(
-        shown["client_secret"]
-    )
+    assert client_service.authenticate_client(shown["client_id"], shown["client_secret"])
     # The other database's entry is kept for when it is used again.
     assert "the-other-databases-password" in saved_file().read_text()
 

@@ -34,12 +34,18 @@ def used_old_count():
     )
 
 
+def accepts(owner, secret):
+    """Authenticate the way the endpoints do: one lookup by the secret's digest."""
+    owner_id = owner.client_id if hasattr(owner, "client_id") else owner.server_id
+    return client_service.match_secret(owner_id, secret) is not None
+
+
 def check(owner, secret):
-    """Check a secret the way the endpoints do, including the bookkeeping."""
-    accepted = owner.check_client_secret(secret)
-    if accepted:
-        client_service.record_secret_use(owner, owner_id="ifttt")
-    return accepted
+    """Authenticate the way the endpoints do, including the last-use bookkeeping."""
+    match = client_service.match_secret(owner.client_id, secret)
+    if match is not None:
+        client_service.note_secret_use(match)
+    return match is not None
 
 
 # Durations ------------------------------------------------------------------------
@@ -96,13 +102,13 @@ def test_rotation_keeps_old_secret_until_overlap_ends(pair):
         issued = client_service.rotate_secret(oauth_client, overlap=HOUR, owner_id="ifttt")
         assert issued.old_secret_expires_at.isoformat() == "2030-01-01T01:00:00+00:00"
         assert issued.ended_early == 0
-        assert oauth_client.check_client_secret(old)
-        assert oauth_client.check_client_secret(issued.secret)
+        assert accepts(oauth_client, old)
+        assert accepts(oauth_client, issued.secret)
         frozen.tick(3599)
-        assert oauth_client.check_client_secret(old)
+        assert accepts(oauth_client, old)
         frozen.tick(1)
-        assert not oauth_client.check_client_secret(old)
-        assert oauth_client.check_client_secret(issued.secret)
+        assert not accepts(oauth_client, old)
+        assert accepts(oauth_client, issued.secret)
         assert len(oauth_client.live_secrets()) == 1
 
 
@@ -118,9 +124,13 @@ def test_at_most_two_secrets_live_after_many_rotations(pair):
         assert [i.ended_early for i in issued] == [0, 1, 1, 1]
         live = oauth_client.live_secrets()
         assert len(live) == 2
-        assert [
-            oauth_client.check_client_secret(s) for s in (first, *[i.secret for i in issued])
-        ] == [False, False, False, True, True]
+        assert [accepts(oauth_client, s) for s in (first, *[i.secret for i in issued])] == [
+            False,
+            False,
+            False,
+            True,
+            True,
+        ]
     # Ended secrets keep their row (history); they are just expired.
     assert len(db.session.scalars(select(CredentialSecret)).all()) == 5
 
@@ -130,7 +140,7 @@ def test_zero_overlap_leaves_one_secret(pair):
     with freeze_time(FROZEN):
         issued = client_service.rotate_secret(oauth_client, overlap=timedelta(0), owner_id="ifttt")
         assert issued.old_secret_expires_at.isoformat() == "2030-01-01T00:00:00+00:00"
-        assert not oauth_client.check_client_secret(old)
+        assert not accepts(oauth_client, old)
         assert [s.expires_at for s in oauth_client.live_secrets()] == [None]
 
 
@@ -147,13 +157,14 @@ def test_expire_old_secrets_counts_what_it_ended(pair):
         assert client_service.expire_old_secrets(oauth_client, owner_id="ifttt") == 0
         client_service.rotate_secret(oauth_client, overlap=HOUR, owner_id="ifttt")
         assert client_service.expire_old_secrets(oauth_client, owner_id="ifttt") == 1
-        assert not oauth_client.check_client_secret(old)
+        assert not accepts(oauth_client, old)
 
 
 def test_disabled_owner_rejects_even_the_right_secret(pair):
     oauth_client, secret = pair
     oauth_client.disabled = True
-    assert not oauth_client.check_client_secret(secret)
+    db.session.flush()
+    assert not accepts(oauth_client, secret)
     db.session.rollback()
 
 
@@ -163,12 +174,12 @@ def test_resource_server_rotation_follows_the_same_rules(app):
         issued = client_service.rotate_secret(
             server, overlap=timedelta(seconds=90), owner_id=server.server_id
         )
-        assert server.check_client_secret(old)
+        assert accepts(server, old)
         frozen.tick(89)
-        assert server.check_client_secret(old)
+        assert accepts(server, old)
         frozen.tick(1)
-        assert not server.check_client_secret(old)
-        assert server.check_client_secret(issued.secret)
+        assert not accepts(server, old)
+        assert accepts(server, issued.secret)
 
 
 # Last use and old-secret auditing ---------------------------------------------------
@@ -225,8 +236,6 @@ def test_new_secret_use_is_not_audited_as_old(pair):
 def test_rejected_secret_records_nothing(pair):
     oauth_client, _ = pair
     assert not check(oauth_client, "wrong")
-    assert oauth_client.matched_secret is None
-    client_service.record_secret_use(oauth_client, owner_id="ifttt")
     assert all(s.last_used_at is None for s in oauth_client.live_secrets())
 
 
