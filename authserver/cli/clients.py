@@ -388,7 +388,7 @@ def expire_secret(client_id: str, old: bool) -> None:
 def revoke_tokens(client_id: str) -> None:
     """Revoke every token family of a client."""
     oauth_client = client_service.require_client(client_id)
-    count = token_service.revoke_families(oauth_client=oauth_client, reason="admin")
+    count = token_service.revoke_grants(oauth_client=oauth_client, reason="admin")
     click.echo(f"Revoked {count} token famil{'y' if count == 1 else 'ies'}.")
 
 

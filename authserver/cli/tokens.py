@@ -62,7 +62,7 @@ def revoke(username: str | None, client_id: str | None, raw_token: str | None) -
     # "is not None": an empty --user "" must not fall through to "every family".
     user = user_service.require_user(username) if username is not None else None
     oauth_client = client_service.require_client(client_id) if client_id is not None else None
-    count = token_service.revoke_families(user=user, oauth_client=oauth_client, reason="admin")
+    count = token_service.revoke_grants(user=user, oauth_client=oauth_client, reason="admin")
     click.echo(f"Revoked {count} token famil{'y' if count == 1 else 'ies'}.")
 
 

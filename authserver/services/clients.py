@@ -31,7 +31,6 @@ from ..models import CredentialSecret
 from ..models import OAuth2Client
 from ..models import ResourceServer
 from ..models import TokenFamily
-from ..models import User
 from ..models.oauth2 import ClientRules
 from ..security import hash_token
 from ..security import new_token
@@ -39,6 +38,7 @@ from .audit import record_event
 from .policies import check_profile
 from .policies import describe_policy
 from .policies import policy_for
+from .tokens import revoke_families
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,10 @@ def delete_client(client_id: str) -> None:
     database cascade then removes the rows.
     """
     oauth_client = require_client(client_id)
-    revoke_client_families(oauth_client, reason="client_deleted")
+    live = select(TokenFamily.id).where(
+        TokenFamily.oauth_client_id == oauth_client.id, TokenFamily.revoked_at.is_(None)
+    )
+    revoke_families(list(db.session.scalars(live)), "client_deleted", actor="cli")
     record_event("client.deleted", actor="cli", client_id=oauth_client.client_id)
     db.session.delete(oauth_client)
     db.session.commit()
@@ -734,38 +737,6 @@ def note_secret_use(match: SecretMatch) -> None:
         )
         db.session.commit()
         _credential_cache().note_use(match.secret_id, now)
-
-
-def revoke_client_families(oauth_client: OAuth2Client, *, reason: str) -> int:
-    """Revoke every live family of a client (without committing); return count.
-
-    Each revoked family gets a ``family.revoked`` audit row with the reason.
-    """
-    live = db.session.execute(
-        select(TokenFamily.id, User.username)
-        .join(User, User.id == TokenFamily.user_id)
-        .where(TokenFamily.oauth_client_id == oauth_client.id, TokenFamily.revoked_at.is_(None))
-    ).all()
-    if not live:
-        return 0
-    family_ids = [family_id for family_id, _ in live]
-    db.session.execute(
-        update(TokenFamily)
-        .where(TokenFamily.id.in_(family_ids))
-        .values(revoked_at=utcnow(), revoke_reason=reason)
-        .execution_options(synchronize_session=False)
-    )
-    # Every family.revoked row names the client and the user, whichever path revoked it.
-    for family_id, username in live:
-        record_event(
-            "family.revoked",
-            actor="cli",
-            client_id=oauth_client.client_id,
-            username=username,
-            family=family_id,
-            reason=reason,
-        )
-    return len(family_ids)
 
 
 # Resource servers ---------------------------------------------------------------

@@ -16,7 +16,7 @@ from ..models import Consent
 from ..models import OAuth2Client
 from ..models import TokenFamily
 from ..models import User
-from .tokens import revoke_families
+from .tokens import revoke_grants
 
 
 def has_consent(user: User, oauth_client: OAuth2Client, scope: str) -> bool:
@@ -129,4 +129,4 @@ def disconnect(user: User, oauth_client: OAuth2Client) -> int:
             Consent.user_id == user.id, Consent.oauth_client_id == oauth_client.id
         )
     )
-    return revoke_families(user=user, oauth_client=oauth_client, reason="user_revoked")
+    return revoke_grants(user=user, oauth_client=oauth_client, reason="user_revoked")

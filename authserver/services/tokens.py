@@ -10,6 +10,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
@@ -197,7 +198,7 @@ def _handle_code_replay(code_id: int, oauth_client: OAuth2Client) -> None:
         "authorization code replayed client_id=%s family=%s", oauth_client.client_id, family_id
     )
     if family_id is not None:
-        _revoke_family(family_id, reason="code_replay", client_id=oauth_client.client_id)
+        revoke_families([family_id], "code_replay")
     db.session.commit()
 
 
@@ -657,7 +658,7 @@ def _reuse_detected(
     )
     signals.reuse_detected.send()
     if policy.reuse_revokes_family:
-        _revoke_family(row.family_id, reason="reuse_detected", client_id=oauth_client.client_id)
+        revoke_families([row.family_id], "reuse_detected")
     db.session.commit()
     raise GrantError("The refresh token is invalid or was already used.")
 
@@ -665,48 +666,59 @@ def _reuse_detected(
 # Revocation ---------------------------------------------------------------------
 
 
-def _revoke_family(
-    family_id: int, *, reason: str, client_id: str | None = None, username: str | None = None
-) -> bool:
-    """Revoke one family in a single UPDATE (no commit); tell if it was live."""
-    result = db.session.execute(
-        update(TokenFamily)
-        .where(TokenFamily.id == family_id, TokenFamily.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoke_reason=reason)
-        .execution_options(synchronize_session=False)
+def revoke_families(ids: Sequence[int], reason: str, *, actor: str | None = None) -> int:
+    """Revoke the live families among ``ids`` (no commit); return how many were live.
+
+    The one home of family revocation: code replay, refresh reuse, RFC 7009, the
+    user's own revocation, the CLI and the deletion of a user or client all come
+    here. Each family revoked gets a ``family.revoked`` audit row naming its client
+    and user (so ``authserver audit --client/--user`` finds it) and a signal.
+    """
+    if not ids:
+        return 0
+    # One UPDATE whose RETURNING says which were still live: a family revoked
+    # concurrently is neither revoked again nor audited twice.
+    revoked = (
+        db.session.execute(
+            update(TokenFamily)
+            .where(TokenFamily.id.in_(ids), TokenFamily.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoke_reason=reason)
+            .returning(TokenFamily.id)
+            .execution_options(synchronize_session=False)
+        )
+        .scalars()
+        .all()
     )
-    revoked = bool(result.rowcount)  # type: ignore[attr-defined]
-    if revoked:
-        if client_id is None or username is None:
-            # Every audit row names both, so `authserver audit --client/--user` finds it.
-            names = db.session.execute(
-                select(OAuth2Client.client_id, User.username)
-                .join(TokenFamily, TokenFamily.oauth_client_id == OAuth2Client.id)
-                .join(User, User.id == TokenFamily.user_id)
-                .where(TokenFamily.id == family_id)
-            ).one()
-            client_id, username = client_id or names[0], username or names[1]
+    if not revoked:
+        return 0
+    names = db.session.execute(
+        select(TokenFamily.id, OAuth2Client.client_id, User.username)
+        .join(OAuth2Client, OAuth2Client.id == TokenFamily.oauth_client_id)
+        .join(User, User.id == TokenFamily.user_id)
+        .where(TokenFamily.id.in_(revoked))
+        .order_by(TokenFamily.id)
+    ).all()
+    for family_id, client_id, username in names:
         record_event(
             "family.revoked",
+            actor=actor,
             client_id=client_id,
             username=username,
             family=family_id,
             reason=reason,
         )
         signals.family_revoked.send(family_id=family_id, reason=reason)
-    return revoked
+    return len(revoked)
 
 
-def revoke_family(
-    family_id: int, *, reason: str, client_id: str | None = None, username: str | None = None
-) -> bool:
+def revoke_family(family_id: int, *, reason: str) -> bool:
     """Revoke a family and commit; tell whether it was live."""
-    revoked = _revoke_family(family_id, reason=reason, client_id=client_id, username=username)
+    revoked = revoke_families([family_id], reason) == 1
     db.session.commit()
     return revoked
 
 
-def revoke_families(
+def revoke_grants(
     *, user: User | None = None, oauth_client: OAuth2Client | None = None, reason: str
 ) -> int:
     """Revoke every live family of a user and/or client; commit; return the count."""
@@ -715,15 +727,7 @@ def revoke_families(
         stmt = stmt.where(TokenFamily.user_id == user.id)
     if oauth_client is not None:
         stmt = stmt.where(TokenFamily.oauth_client_id == oauth_client.id)
-    ids = list(db.session.scalars(stmt))
-    count = 0
-    for family_id in ids:
-        count += _revoke_family(
-            family_id,
-            reason=reason,
-            client_id=oauth_client.client_id if oauth_client else None,
-            username=user.username if user else None,
-        )
+    count = revoke_families(list(db.session.scalars(stmt)), reason)
     db.session.commit()
     return count
 
@@ -760,7 +764,7 @@ def revoke_token(token: AccessToken | RefreshToken, *, oauth_client: OAuth2Clien
         .where(RefreshToken.id == token.id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    _revoke_family(token.family_id, reason="client_revoked", client_id=oauth_client.client_id)
+    revoke_families([token.family_id], "client_revoked")
     db.session.commit()
 
 

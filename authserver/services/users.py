@@ -9,20 +9,18 @@ from importlib.resources import files
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from ..clock import utcnow
 from ..database import db
 from ..errors import ConflictError
 from ..errors import NotFoundError
 from ..errors import ValidationError
-from ..models import OAuth2Client
 from ..models import TokenFamily
 from ..models import User
 from ..security import hash_password
 from ..security import verify_password
 from .audit import record_event
+from .tokens import revoke_families
 
 MAX_PASSWORD_LENGTH = 1024
 
@@ -201,28 +199,11 @@ def set_disabled(username: str, *, disabled: bool) -> User:
 def delete_user(username: str) -> None:
     """Revoke every token of the user, delete the account, and commit."""
     user = require_user(username)
-    live = db.session.execute(
-        select(TokenFamily.id, OAuth2Client.client_id)
-        .join(OAuth2Client, OAuth2Client.id == TokenFamily.oauth_client_id)
-        .where(TokenFamily.user_id == user.id, TokenFamily.revoked_at.is_(None))
-    ).all()
-    if live:
-        db.session.execute(
-            update(TokenFamily)
-            .where(TokenFamily.id.in_([family_id for family_id, _ in live]))
-            .values(revoked_at=utcnow(), revoke_reason="user_deleted")
-            .execution_options(synchronize_session=False)
-        )
+    live = select(TokenFamily.id).where(
+        TokenFamily.user_id == user.id, TokenFamily.revoked_at.is_(None)
+    )
     # The cascade then removes the rows; the trail keeps which grants ended and why.
-    for family_id, client_id in live:
-        record_event(
-            "family.revoked",
-            actor="cli",
-            client_id=client_id,
-            username=user.username,
-            family=family_id,
-            reason="user_deleted",
-        )
+    revoke_families(list(db.session.scalars(live)), "user_deleted", actor="cli")
     record_event("user.deleted", actor="cli", username=user.username)
     db.session.delete(user)
     db.session.commit()

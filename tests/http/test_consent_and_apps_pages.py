@@ -140,7 +140,7 @@ def test_connected_app_without_tokens_yet_says_so(http, login_as, user, oauth_cl
 
 
 def test_last_activity_ignores_revoked_grants(http, login_as, user, oauth_client):
-    from authserver.services.tokens import revoke_families
+    from authserver.services.tokens import revoke_grants
 
     with freeze_time("2030-01-01T00:00:00+00:00") as frozen:
         make_tokens(user, oauth_client)
@@ -149,7 +149,7 @@ def test_last_activity_ignores_revoked_grants(http, login_as, user, oauth_client
         frozen.tick(3600)
         login_as(user)
         assert "Last active 1 hour ago" in http.get("/account/apps").get_data(as_text=True)
-        revoke_families(user=user, oauth_client=oauth_client, reason="admin")
+        revoke_grants(user=user, oauth_client=oauth_client, reason="admin")
         assert "Last active" not in http.get("/account/apps").get_data(as_text=True)
 
 

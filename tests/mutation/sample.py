@@ -54,20 +54,20 @@ SAMPLE: tuple[Mutant, ...] = (
     # Dropped commits (issue 19: the four the shared test context hid, and more).
     Mutant(
         "commit-reuse-revocation",
-        'reason="reuse_detected", client_id=oauth_client.client_id)\n    db.session.commit()',
-        'reason="reuse_detected", client_id=oauth_client.client_id)\n    pass',
+        'revoke_families([row.family_id], "reuse_detected")\n    db.session.commit()',
+        'revoke_families([row.family_id], "reuse_detected")\n    pass',
         (COMMITTED,),
     ),
     Mutant(
         "commit-code-replay-revocation",
-        'reason="code_replay", client_id=oauth_client.client_id)\n    db.session.commit()',
-        'reason="code_replay", client_id=oauth_client.client_id)\n    pass',
+        'revoke_families([family_id], "code_replay")\n    db.session.commit()',
+        'revoke_families([family_id], "code_replay")\n    pass',
         (COMMITTED,),
     ),
     Mutant(
         "commit-cli-revoke-family",
-        "username=username)\n    db.session.commit()\n    return revoked",
-        "username=username)\n    return revoked",
+        "reason) == 1\n    db.session.commit()\n    return revoked",
+        "reason) == 1\n    return revoked",
         (COMMITTED_CLI,),
     ),
     Mutant(
@@ -78,8 +78,8 @@ SAMPLE: tuple[Mutant, ...] = (
     ),
     Mutant(
         "commit-rfc7009-refresh-token",
-        'reason="client_revoked", client_id=oauth_client.client_id)\n    db.session.commit()',
-        'reason="client_revoked", client_id=oauth_client.client_id)\n    pass',
+        'revoke_families([token.family_id], "client_revoked")\n    db.session.commit()',
+        'revoke_families([token.family_id], "client_revoked")\n    pass',
         (COMMITTED,),
     ),
     # Refresh rules checked once, on the presented token.
@@ -195,14 +195,14 @@ SAMPLE: tuple[Mutant, ...] = (
     # Audit names and CLI issuance.
     Mutant(
         "audit-names-client",
-        "client_id or names[0], username or names[1]",
-        "client_id, username or names[1]",
+        '"family.revoked",\n            actor=actor,\n            client_id=client_id,',
+        '"family.revoked",\n            actor=actor,\n            client_id=None,',
         (GUARDS,),
     ),
     Mutant(
         "audit-names-user",
-        "client_id or names[0], username or names[1]",
-        "client_id or names[0], username",
+        "client_id=client_id,\n            username=username,\n            family=family_id,",
+        "client_id=client_id,\n            username=None,\n            family=family_id,",
         (GUARDS,),
     ),
     Mutant(
