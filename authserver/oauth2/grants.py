@@ -12,6 +12,7 @@ from authlib.oauth2.rfc6749 import UnauthorizedClientError
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 
+from ..logs import note_request
 from ..models import OAuth2Client
 from ..security import new_token
 from ..services import tokens as token_service
@@ -133,6 +134,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             )
         except GrantError as error:
             raise InvalidGrantError(error.message) from None
+        note_request(client_id=client.client_id, user_id=code.user_public_id)
         return 200, body, self.TOKEN_RESPONSE_HEADER
 
 
@@ -157,14 +159,20 @@ class RefreshTokenGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         presented = self.request.form["refresh_token"]
         if len(presented) > 512:
             raise InvalidGrantError("The refresh token is invalid.")
+        client_id = self.request.client.client_id
         try:
-            body = token_service.refresh(
+            refreshed = token_service.refresh(
                 presented,
                 oauth_client=self.request.client,
                 requested_scope=self.request.form.get("scope"),
             )
         except ScopeError as error:
+            # The request log names the grant's owner, refused or not.
+            note_request(client_id=client_id, user_id=error.user_public_id)
             raise InvalidScopeError(error.message) from None
         except GrantError as error:
+            if error.user_public_id is not None:
+                note_request(client_id=client_id, user_id=error.user_public_id)
             raise InvalidGrantError(error.message) from None
-        return 200, body, self.TOKEN_RESPONSE_HEADER
+        note_request(client_id=client_id, user_id=refreshed.user_public_id)
+        return 200, refreshed.body, self.TOKEN_RESPONSE_HEADER

@@ -40,7 +40,6 @@ from ..clock import utcnow
 from ..database import db
 from ..errors import AuthServerError
 from ..errors import ValidationError
-from ..logs import note_request
 from ..models import AccessToken
 from ..models import AuthorizationCode
 from ..models import OAuth2Client
@@ -75,9 +74,15 @@ _clients = OAuth2Client.__table__.c
 class GrantError(AuthServerError):
     """The presented code or refresh token is invalid (OAuth ``invalid_grant``)."""
 
+    #: The grant's owner (user public id) when the token was found, for the edge's log.
+    user_public_id: str | None = None
+
 
 class ScopeError(AuthServerError):
     """The requested scope exceeds what was granted (OAuth ``invalid_scope``)."""
+
+    #: The grant's owner (user public id), for the edge's log.
+    user_public_id: str | None = None
 
 
 # Authorization codes ------------------------------------------------------------
@@ -229,7 +234,6 @@ def redeem_authorization_code(
         raise GrantError("The authorization code was already used or has expired.")
     family = FamilyRef(family_id, code.scope)
     body = _issue(family, policy_for(oauth_client), now, include_refresh_token)
-    note_request(client_id=oauth_client.client_id, user_id=code.user_public_id)
     db.session.commit()
     signals.token_issued.send()
     return body
@@ -435,14 +439,23 @@ def _refresh_scope(
     return _ScopeRequest(" ".join(allowed), not allowed)
 
 
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """A refresh's token response, and the grant's owner for the edge's log."""
+
+    body: dict[str, Any]
+    user_public_id: str
+
+
 def refresh(
     presented: str, *, oauth_client: OAuth2Client, requested_scope: str | None = None
-) -> dict[str, Any]:
+) -> Refreshed:
     """Exchange a refresh token, with rotation, grace replay and reuse detection.
 
     Commits. See README "Refresh token semantics" for the table of outcomes.
     Validity and reuse are decided before scope, so a stale token is reuse whatever
     scope it asks for, and a scope error is only ever told to a holder of a live token.
+    Once the token is found, its errors carry the grant's owner (``user_public_id``).
 
     :raises GrantError: for an unknown, foreign, revoked or reused token.
     :raises ScopeError: when more scope is asked than the family (still) holds.
@@ -457,9 +470,24 @@ def refresh(
     if found is None or found.oauth_client_id != oauth_client.id:
         # Another client's token is not this client's to revoke: just refuse it.
         raise GrantError("The refresh token is invalid.")
+    try:
+        body = _exchange(found, presented, oauth_client, policy, requested_scope, now)
+    except (GrantError, ScopeError) as error:
+        error.user_public_id = found.public_id
+        raise
+    return Refreshed(body, found.public_id)
+
+
+def _exchange(
+    found: Any,
+    presented: str,
+    oauth_client: OAuth2Client,
+    policy: TokenPolicy,
+    requested_scope: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Apply the refresh rules to the presented token's row (see refresh)."""
     row = PresentedRefresh(found.id, found.family_id, found.scope, found.rotated_at)
-    # The request log names the grant's owner (read by the same query).
-    note_request(client_id=oauth_client.client_id, user_id=found.public_id)
     if found.family_revoked_at is not None or found.revoked_at is not None:
         _reuse_detected(row, oauth_client, policy, why="revoked token presented")
     if found.user_disabled:

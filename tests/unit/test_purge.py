@@ -113,7 +113,7 @@ def test_idle_family_with_live_refresh_token_kept_after_access_tokens_expire(use
         tokens = make_tokens(user, oauth_client)
         frozen.tick(365 * DAY)
         assert token_service.purge() == PurgeResult(ciphertexts=0, codes=0, families=0)
-        assert token_service.refresh(tokens["refresh_token"], oauth_client=oauth_client)[
+        assert token_service.refresh(tokens["refresh_token"], oauth_client=oauth_client).body[
             "access_token"
         ]
 
