@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy import JSON
 from sqlalchemy import Boolean
 from sqlalchemy import CheckConstraint
+from sqlalchemy import ColumnElement
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import Integer
@@ -19,6 +20,8 @@ from sqlalchemy import LargeBinary
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import and_
+from sqlalchemy import or_
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
@@ -179,6 +182,11 @@ class OAuth2Client(ClientRules, _SecretHolder, Model):
         cascade="all, delete-orphan", passive_deletes=True, lazy="select"
     )
 
+    @classmethod
+    def enabled(cls) -> ColumnElement[bool]:
+        """Return the SQL condition of an enabled client (its tokens work)."""
+        return cls.__table__.c.disabled.is_(False)
+
 
 class ResourceServer(_SecretHolder, Model):
     """A shim or API that introspects tokens."""
@@ -231,6 +239,11 @@ class TokenFamily(Model):
 
     user: Mapped[User] = relationship(lazy="joined")
     oauth_client: Mapped[OAuth2Client] = relationship(lazy="joined")
+
+    @classmethod
+    def live(cls) -> ColumnElement[bool]:
+        """Return the SQL condition of a family not revoked (its tokens may work)."""
+        return cls.__table__.c.revoked_at.is_(None)
 
 
 class AuthorizationCode(Model):
@@ -288,6 +301,12 @@ class RefreshToken(Model):
 
     family: Mapped[TokenFamily] = relationship(lazy="joined")
 
+    @classmethod
+    def unspent(cls) -> ColumnElement[bool]:
+        """Return the SQL condition of a token neither rotated nor revoked."""
+        columns = cls.__table__.c
+        return and_(columns.rotated_at.is_(None), columns.revoked_at.is_(None))
+
 
 class AccessToken(Model):
     """A bearer access token (hash only)."""
@@ -308,3 +327,24 @@ class AccessToken(Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     family: Mapped[TokenFamily] = relationship(lazy="joined")
+
+    @classmethod
+    def unexpired(cls, now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+        """Return the SQL condition of a token still within its lifetime at ``now``."""
+        expires_at = cls.__table__.c.expires_at
+        return or_(expires_at.is_(None), expires_at > now)
+
+    @classmethod
+    def usable(cls, now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+        """Return the SQL condition of a token that authorizes calls at ``now``.
+
+        Not revoked, not expired, its family live, its user and client enabled: the
+        statement must join the token's family, user and client.
+        """
+        return and_(
+            cls.__table__.c.revoked_at.is_(None),
+            cls.unexpired(now),
+            TokenFamily.live(),
+            User.enabled(),
+            OAuth2Client.enabled(),
+        )

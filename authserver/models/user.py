@@ -6,6 +6,7 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import Boolean
+from sqlalchemy import ColumnElement
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
@@ -35,6 +36,11 @@ class User(Model):
     # Bumped when the password changes or the user is disabled: old sessions die.
     session_epoch: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @classmethod
+    def enabled(cls) -> ColumnElement[bool]:
+        """Return the SQL condition of an enabled account (its tokens work)."""
+        return cls.__table__.c.disabled.is_(False)
 
     # Flask-Login protocol.
     @property

@@ -301,7 +301,7 @@ def delete_client(client_id: str) -> None:
     """
     oauth_client = require_client(client_id)
     live = select(TokenFamily.id).where(
-        TokenFamily.oauth_client_id == oauth_client.id, TokenFamily.revoked_at.is_(None)
+        TokenFamily.oauth_client_id == oauth_client.id, TokenFamily.live()
     )
     revoke_families(list(db.session.scalars(live)), "client_deleted", actor="cli")
     record_event("client.deleted", actor="cli", client_id=oauth_client.client_id)

@@ -80,7 +80,7 @@ def connected_apps(user: User) -> list[ConnectedApp]:
     families = (
         db.session.execute(
             select(TokenFamily.oauth_client_id).where(
-                TokenFamily.user_id == user.id, TokenFamily.revoked_at.is_(None)
+                TokenFamily.user_id == user.id, TokenFamily.live()
             )
         )
         .scalars()
@@ -116,7 +116,7 @@ def _last_token_issued(user: User) -> dict[int, datetime]:
     rows = db.session.execute(
         select(TokenFamily.oauth_client_id, func.max(AccessToken.issued_at))
         .join(AccessToken, AccessToken.family_id == TokenFamily.id)
-        .where(TokenFamily.user_id == user.id, TokenFamily.revoked_at.is_(None))
+        .where(TokenFamily.user_id == user.id, TokenFamily.live())
         .group_by(TokenFamily.oauth_client_id)
     ).all()
     return {client_pk: issued for client_pk, issued in rows if issued is not None}

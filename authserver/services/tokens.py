@@ -604,9 +604,7 @@ def _replay(
         _child.rotated_at.is_(None),
         _child.revoked_at.is_(None),
     )
-    family_live = exists().where(
-        TokenFamily.id == RefreshToken.family_id, TokenFamily.revoked_at.is_(None)
-    )
+    family_live = exists().where(TokenFamily.id == RefreshToken.family_id, TokenFamily.live())
     replayable = (
         RefreshToken.id == row.id,
         RefreshToken.rotated_at.is_not(None),
@@ -709,7 +707,7 @@ def revoke_families(ids: Sequence[int], reason: str, *, actor: str | None = None
     revoked = (
         db.session.execute(
             update(TokenFamily)
-            .where(TokenFamily.id.in_(ids), TokenFamily.revoked_at.is_(None))
+            .where(TokenFamily.id.in_(ids), TokenFamily.live())
             .values(revoked_at=utcnow(), revoke_reason=reason)
             .returning(TokenFamily.id)
             .execution_options(synchronize_session=False)
@@ -750,7 +748,7 @@ def revoke_grants(
     *, user: User | None = None, oauth_client: OAuth2Client | None = None, reason: str
 ) -> int:
     """Revoke every live family of a user and/or client; commit; return the count."""
-    stmt = select(TokenFamily.id).where(TokenFamily.revoked_at.is_(None))
+    stmt = select(TokenFamily.id).where(TokenFamily.live())
     if user is not None:
         stmt = stmt.where(TokenFamily.user_id == user.id)
     if oauth_client is not None:
@@ -828,8 +826,8 @@ class ActiveAccessToken:
         return body
 
 
-# Every rule of a usable access token (not revoked or expired, family live, user and
-# client enabled), evaluated by the database on one indexed row.
+# Every rule of a usable access token (AccessToken.usable: not revoked or expired,
+# family live, user and client enabled), evaluated by the database on one indexed row.
 _ACTIVE_ACCESS_TOKEN = (
     select(
         _access.id,
@@ -850,11 +848,7 @@ _ACTIVE_ACCESS_TOKEN = (
     .join(OAuth2Client.__table__, _clients.id == _families.oauth_client_id)
     .where(
         _access.token_hash == bindparam("digest"),
-        _access.revoked_at.is_(None),
-        or_(_access.expires_at.is_(None), _access.expires_at > bindparam("now")),
-        _families.revoked_at.is_(None),
-        _users.disabled.is_(False),
-        _clients.disabled.is_(False),
+        AccessToken.usable(bindparam("now")),
     )
 )
 
@@ -944,7 +938,7 @@ def list_families(
     if oauth_client is not None:
         stmt = stmt.where(TokenFamily.oauth_client_id == oauth_client.id)
     if live_only:
-        stmt = stmt.where(TokenFamily.revoked_at.is_(None))
+        stmt = stmt.where(TokenFamily.live())
     return list(db.session.scalars(stmt))
 
 
@@ -992,11 +986,7 @@ def purge(
         lambda ids: delete(AuthorizationCode).where(AuthorizationCode.id.in_(ids)),
         batch_size,
     )
-    live_refresh = exists().where(
-        RefreshToken.family_id == TokenFamily.id,
-        RefreshToken.rotated_at.is_(None),
-        RefreshToken.revoked_at.is_(None),
-    )
+    live_refresh = exists().where(RefreshToken.family_id == TokenFamily.id, RefreshToken.unspent())
     live_access = exists().where(
         AccessToken.family_id == TokenFamily.id,
         or_(AccessToken.expires_at.is_(None), AccessToken.expires_at > now - retention),
@@ -1005,7 +995,7 @@ def purge(
         select(TokenFamily.id).where(
             or_(
                 TokenFamily.revoked_at <= now - retention,
-                and_(TokenFamily.revoked_at.is_(None), ~live_refresh, ~live_access),
+                and_(TokenFamily.live(), ~live_refresh, ~live_access),
             )
         ),
         lambda ids: delete(TokenFamily).where(TokenFamily.id.in_(ids)),

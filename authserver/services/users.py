@@ -199,9 +199,7 @@ def set_disabled(username: str, *, disabled: bool) -> User:
 def delete_user(username: str) -> None:
     """Revoke every token of the user, delete the account, and commit."""
     user = require_user(username)
-    live = select(TokenFamily.id).where(
-        TokenFamily.user_id == user.id, TokenFamily.revoked_at.is_(None)
-    )
+    live = select(TokenFamily.id).where(TokenFamily.user_id == user.id, TokenFamily.live())
     # The cascade then removes the rows; the trail keeps which grants ended and why.
     revoke_families(list(db.session.scalars(live)), "user_deleted", actor="cli")
     record_event("user.deleted", actor="cli", username=user.username)

@@ -1,4 +1,4 @@
-"""CI's fixed sample of 30 mutants of services/tokens.py: every one must be killed.
+"""CI's fixed sample of 30 mutants of the token rules: every one must be killed.
 
 Each mutant is a pattern, not a line number: an exact piece of source (it must occur
 exactly once, so a refactoring that moves code keeps the sample valid) and what it
@@ -24,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = "authserver/services/tokens.py"
+# Token usability is a SQL expression on the models (AccessToken.usable).
+MODELS = "authserver/models/oauth2.py"
 TIMEOUT_SECONDS = 600
 
 REFRESH = "tests/http/test_refresh.py"
@@ -48,6 +50,7 @@ class Mutant:
     old: str
     new: str
     tests: tuple[str, ...]
+    target: str = TARGET
 
 
 SAMPLE: tuple[Mutant, ...] = (
@@ -167,30 +170,31 @@ SAMPLE: tuple[Mutant, ...] = (
     ),
     Mutant(
         "access-disabled-client",
-        "        _clients.disabled.is_(False),\n",
+        "            OAuth2Client.enabled(),\n",
         "",
         (GUARDS,),
+        MODELS,
     ),
     Mutant(
         "access-disabled-user",
-        "        _users.disabled.is_(False),\n",
+        "            User.enabled(),\n",
         "",
         (INTROSPECTION,),
+        MODELS,
     ),
     Mutant(
         "access-revoked-family",
-        "        _access.revoked_at.is_(None),\n"
-        '        or_(_access.expires_at.is_(None), _access.expires_at > bindparam("now")),\n'
-        "        _families.revoked_at.is_(None),\n",
-        "        _access.revoked_at.is_(None),\n"
-        '        or_(_access.expires_at.is_(None), _access.expires_at > bindparam("now")),\n',
+        "            TokenFamily.live(),\n            User.enabled(),\n",
+        "            User.enabled(),\n",
         (REFRESH,),
+        MODELS,
     ),
     Mutant(
         "access-revoked-token",
-        "        _access.revoked_at.is_(None),\n        or_(_access.expires_at",
-        "        or_(_access.expires_at",
+        "            cls.__table__.c.revoked_at.is_(None),\n            cls.unexpired(now),\n",
+        "            cls.unexpired(now),\n",
         (REVOKE,),
+        MODELS,
     ),
     # Audit names and CLI issuance.
     Mutant(
@@ -222,8 +226,8 @@ SAMPLE: tuple[Mutant, ...] = (
     # Purge: retention boundaries and families without a usable refresh token.
     Mutant(
         "purge-live-access",
-        "and_(TokenFamily.revoked_at.is_(None), ~live_refresh, ~live_access)",
-        "and_(TokenFamily.revoked_at.is_(None), ~live_refresh)",
+        "and_(TokenFamily.live(), ~live_refresh, ~live_access)",
+        "and_(TokenFamily.live(), ~live_refresh)",
         (PURGE,),
     ),
     Mutant(
@@ -252,7 +256,7 @@ def apply(source: str, mutant: Mutant) -> str:
     found = source.count(mutant.old)
     if found != 1:
         raise SystemExit(
-            f"mutant {mutant.name}: its pattern occurs {found} times in {TARGET}; "
+            f"mutant {mutant.name}: its pattern occurs {found} times in {mutant.target}; "
             "update tests/mutation/sample.py with the code"
         )
     return source.replace(mutant.old, mutant.new)
@@ -270,7 +274,7 @@ def copy_tree(into: Path) -> None:
 
 def run(mutant: Mutant, work: Path, original: str) -> tuple[str, float]:
     """Apply one mutant in the copy, run its tests, restore; say killed/survived/error."""
-    target = work / TARGET
+    target = work / mutant.target
     target.write_text(apply(original, mutant))
     started = time.monotonic()
     try:
@@ -308,9 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="keyword", default="", help="only mutants whose name has this")
     args = parser.parse_args(argv)
     chosen = [m for m in SAMPLE if args.keyword in m.name]
-    original = (ROOT / TARGET).read_text()
+    originals = {m.target: (ROOT / m.target).read_text() for m in SAMPLE}
     for mutant in SAMPLE:  # every pattern is checked, even when running a few
-        apply(original, mutant)
+        apply(originals[mutant.target], mutant)
     started = time.monotonic()
     failures = 0
     with tempfile.TemporaryDirectory(prefix="authserver-mutants-") as tmp:
@@ -318,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         copy_tree(work)
         # The copy's own package comes first on the path (python -m pytest adds the cwd).
         for mutant in chosen:
-            outcome, seconds = run(mutant, work, original)
+            outcome, seconds = run(mutant, work, originals[mutant.target])
             failures += outcome != "killed" and not outcome.startswith("killed")
             print(f"{outcome:18} {seconds:6.1f}s  {mutant.name}", flush=True)
     killed = len(chosen) - failures
