@@ -95,7 +95,9 @@ def test_lower_layers_do_not_read_the_request(layer):
     assert wrong == []
 
 
-@pytest.mark.parametrize("module", ["database", "extensions", "clock", "errors", "signals"])
+@pytest.mark.parametrize(
+    "module", ["database", "extensions", "clock", "errors", "security", "signals"]
+)
 def test_base_modules_import_nothing_of_the_project(module):
     path = PACKAGE / f"{module}.py"
     assert [m for m, _, _ in imports_of(path) if m.startswith("authserver")] == []
