@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import error_formats
 from . import resource_dir
 from . import signals
 from .config import load_config
@@ -286,28 +287,10 @@ def init_security_headers(app: Flask) -> None:
         return response
 
 
-def _wants_json() -> bool:
-    # Machines call every /oauth/ endpoint except authorize, which a browser opens.
-    if request.path.startswith("/oauth/"):
-        return request.path != "/oauth/authorize"
-    return request.path.startswith(
-        (
-            "/oauth/token",
-            "/oauth/revoke",
-            "/oauth/introspect",
-            "/ifttt/",
-            "/shim/",
-            "/.well-known/",
-            "/metrics",
-            "/readyz",
-            "/healthz",
-            "/openapi.json",
-        )
-    )
-
-
-def _json_error(status: int, error: str, description: str) -> Response:
-    if request.path.startswith("/ifttt/"):
+def _json_error(
+    error_format: error_formats.ErrorFormat, status: int, error: str, description: str
+) -> Response:
+    if error_format == "ifttt":
         response = jsonify(errors=[{"message": description}])
     else:
         response = jsonify(error=error, error_description=description)
@@ -353,11 +336,12 @@ def init_error_handlers(app: Flask) -> None:
         description = error.description or error.name
         if status == 413:
             description = "The request body is too large."
-        if _wants_json():
+        error_format = error_formats.current()
+        if error_format != "page":
             code = {405: "invalid_request", 413: "invalid_request", 404: "not_found"}.get(
                 status, "invalid_request"
             )
-            response = _json_error(status, code, description)
+            response = _json_error(error_format, status, code, description)
             if status == 405 and error.get_response().headers.get("Allow"):
                 response.headers["Allow"] = error.get_response().headers["Allow"]
             return response
@@ -379,8 +363,9 @@ def init_error_handlers(app: Flask) -> None:
         log.error("database unavailable: %s", type(error).__name__)
         signals.database_unavailable.send()
         message = "The service is temporarily unavailable. Please retry."
-        if _wants_json():
-            response = _json_error(503, "temporarily_unavailable", message)
+        error_format = error_formats.current()
+        if error_format != "page":
+            response = _json_error(error_format, 503, "temporarily_unavailable", message)
             response.headers["Retry-After"] = "5"
             return response
         title, message = _page_text(503, "Unavailable", message)
@@ -392,7 +377,8 @@ def init_error_handlers(app: Flask) -> None:
             return _http_error(error)
         db.session.rollback()
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if _wants_json():
-            return _json_error(500, "server_error", "Internal error.")
+        error_format = error_formats.current()
+        if error_format != "page":
+            return _json_error(error_format, 500, "server_error", "Internal error.")
         title, message = _page_text(500, "Error", "Something went wrong.")
         return render_template("errors/error.html", status=500, title=title, message=message), 500

@@ -32,6 +32,7 @@ from limits.storage import Storage
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
+from . import error_formats
 from . import signals
 from .errors import ConfigError
 
@@ -325,14 +326,14 @@ def too_many(retry_after: int, form: FlaskForm | None = None) -> Response:
     Pages get the login form back (``form`` keeps what the user typed).
     """
     signals.rate_limited.send()
-    path = request.path
-    if (path.startswith("/oauth/") and path != "/oauth/authorize") or path.startswith("/shim/"):
+    error_format = error_formats.current()
+    if error_format == "json":
         response = jsonify(
-            error="slow_down" if path == "/oauth/token" else "temporarily_unavailable",
+            error="slow_down" if request.endpoint == "oauth.token" else "temporarily_unavailable",
             error_description="Too many requests. Retry later.",
         )
         response.headers["Cache-Control"] = "no-store"
-    elif path.startswith("/ifttt/"):
+    elif error_format == "ifttt":
         response = jsonify(errors=[{"message": "Too many requests. Retry later."}])
     else:
         from flask_babel import gettext

@@ -20,7 +20,11 @@ from prometheus_client import Histogram
 from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 
+from . import error_formats
 from . import signals
+
+# /metrics is for machines: its errors (a hidden 404 included) are JSON.
+error_formats.declare("metrics", "json", prefixes=("/metrics",))
 
 REQUESTS = Counter(
     "authserver_http_requests_total",

@@ -11,7 +11,10 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 
+from .. import error_formats
+
 bp = Blueprint("docs", __name__)
+error_formats.declare(bp, "json", prefixes=("/openapi.json",))
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.json"
 

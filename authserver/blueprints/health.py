@@ -6,10 +6,12 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 
+from .. import error_formats
 from ..limits import redis_status
 from ..migrations_state import database_state
 
 bp = Blueprint("health", __name__)
+error_formats.declare(bp, "json", prefixes=("/readyz", "/healthz"))
 
 
 @bp.get("/healthz")

@@ -10,11 +10,13 @@ from flask import Response
 from flask import current_app
 from flask import jsonify
 
+from .. import error_formats
 from ..logs import note_request
 from ..oauth2.protector import make_protector
 from ..services.tokens import ActiveAccessToken
 
 bp = Blueprint("ifttt", __name__)
+error_formats.declare(bp, "ifttt", prefixes=("/ifttt/",))
 protector = make_protector()
 
 INVALID_TOKEN = "Invalid or expired access token."  # noqa: S105 - a message, not a secret

@@ -19,6 +19,7 @@ from flask import url_for
 from flask_babel import gettext
 from flask_login import current_user
 
+from .. import error_formats
 from ..credentials import presented_credentials
 from ..extensions import csrf
 from ..forms import ConsentForm
@@ -33,6 +34,13 @@ from ..oauth2.server import authorization_server
 from ..services import consents as consent_service
 
 bp = Blueprint("oauth", __name__)
+# Machines call every endpoint here except authorize, which a browser opens.
+error_formats.declare(
+    bp,
+    "json",
+    prefixes=("/oauth/", "/.well-known/"),
+    page_endpoints={"oauth.authorize": "/oauth/authorize"},
+)
 log = logging.getLogger(__name__)
 
 

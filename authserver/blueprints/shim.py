@@ -10,6 +10,7 @@ from authlib.oauth2 import OAuth2Error
 from flask import Blueprint
 from flask import Response
 
+from .. import error_formats
 from ..extensions import csrf
 from ..limits import refused_for_client_auth_failures
 from ..logs import note_request
@@ -19,6 +20,7 @@ from ..oauth2.server import reject_duplicate_parameters
 from ..services import shim_test_tokens as test_token_service
 
 bp = Blueprint("shim", __name__)
+error_formats.declare(bp, "json", prefixes=("/shim/",))
 log = logging.getLogger(__name__)
 
 

@@ -578,3 +578,32 @@ def test_query_and_form_duplicates_on_token_endpoint_never_5xx(http):
     )
     assert response.status_code == 400
     assert_documented("OAuthError", response.get_json())
+
+
+UNKNOWN_PATHS = {
+    "/oauth/nothing-here": "json",
+    "/oauth/authorize/extra": "json",
+    "/.well-known/nothing-here": "json",
+    "/shim/nothing-here": "json",
+    "/ifttt/v1/nothing-here": "ifttt",
+    "/healthzz": "json",
+    "/nothing-here": "page",
+    "/oauth": "page",
+    "/account/nothing-here": "page",
+}
+
+
+@pytest.mark.parametrize(("path", "shape"), UNKNOWN_PATHS.items(), ids=list(UNKNOWN_PATHS))
+def test_unknown_path_is_404_in_the_format_of_its_prefix(http, path, shape):
+    """A request that matched no route is answered in the format its path prefix owns."""
+    response = http.get(path)
+    assert response.status_code == 404
+    if shape == "page":
+        assert response.mimetype == "text/html"
+    elif shape == "ifttt":
+        (error,) = response.get_json()["errors"]
+        assert list(response.get_json()) == ["errors"]
+        assert error["message"]
+    else:
+        assert response.get_json()["error"] == "not_found"
+        assert response.headers["Cache-Control"] == "no-store"
