@@ -142,9 +142,10 @@ def issue_test_token(caller: SecretMatch) -> dict[str, Any]:
         db.session.add(family)
         db.session.flush()
         permission.family_id = family.id
-    # An access token alone: test/setup hands IFTTT nothing to refresh with. _issue
-    # is the one insert path of access tokens, so every token rule applies here too.
-    issued = token_service._issue(family, token_service.policy_for(oauth_client), now, False)
+    # An access token alone: test/setup hands IFTTT nothing to refresh with.
+    issued = token_service.issue_into_family(
+        family, oauth_client, include_refresh_token=False, now=now
+    )
     record_event(
         "test_token.issued",
         actor=caller.owner_id,

@@ -317,6 +317,21 @@ def _issue(
     return token_response(access_raw, expires_at, refresh_raw, scope, now)
 
 
+def issue_into_family(
+    family: TokenFamily,
+    oauth_client: OAuth2Client,
+    *,
+    include_refresh_token: bool,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Insert new tokens into an existing family under the client's policy; no commit.
+
+    Returns the RFC 6749 §5.1 body. The same insert path as every grant, so every
+    token rule applies to these tokens too.
+    """
+    return _issue(family, policy_for(oauth_client), now or utcnow(), include_refresh_token)
+
+
 def token_response(
     access_token: str,
     expires_at: datetime | None,
