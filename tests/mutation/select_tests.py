@@ -104,7 +104,12 @@ def main() -> int:
     relative, line = where
     data = CoverageData(basename=str(STATE / "coverage"))
     data.read()
-    filename = str(ROOT / relative)
+    # The map may come from another checkout of the same commit (a copy that runs
+    # the mutants while the original stays editable): match by relative path.
+    filename = next(
+        (f for f in data.measured_files() if Path(f).as_posix().endswith("/" + relative)),
+        str(ROOT / relative),
+    )
     tests = node_ids(data, filename, {line})
     if not tests:
         source = (STATE / "pristine" / relative).read_text()
