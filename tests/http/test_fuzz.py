@@ -27,6 +27,7 @@ from werkzeug.datastructures import MultiDict
 
 import authserver
 from authserver.services import clients as client_service
+from authserver.services import shim_test_tokens as test_token_service
 from tests.conftest import csrf_token_of
 from tests.factories import basic_auth
 from tests.factories import make_tokens
@@ -77,12 +78,17 @@ def schema(app):
 def credentials(app, user, oauth_client, client_secret):
     """Valid credentials per operation, so fuzzing also reaches past authentication."""
     server, server_secret = client_service.register_resource_server("shim")
+    test_token_service.allow_test_tokens(
+        server.server_id, username=user.username, client_id=oauth_client.client_id
+    )
     tokens = make_tokens(user, oauth_client)
     client_basic = basic_auth(oauth_client.client_id, client_secret)
+    server_basic = basic_auth(server.server_id, server_secret)
     return {
         "POST /oauth/token": client_basic,
         "POST /oauth/revoke": client_basic,
-        "POST /oauth/introspect": basic_auth(server.server_id, server_secret),
+        "POST /oauth/introspect": server_basic,
+        "POST /shim/test-token": server_basic,
         "GET /ifttt/v1/user/info": {"Authorization": "Bearer " + tokens["access_token"]},
     }
 
@@ -115,10 +121,11 @@ def test_openapi_document_is_served_and_describes_the_machine_endpoints(http):
         "/oauth/token",
         "/oauth/revoke",
         "/oauth/introspect",
+        "/shim/test-token",
         "/.well-known/oauth-authorization-server",
         "/ifttt/v1/user/info",
     }
-    for path in ("/oauth/token", "/oauth/revoke", "/oauth/introspect"):
+    for path in ("/oauth/token", "/oauth/revoke", "/oauth/introspect", "/shim/test-token"):
         body = document["paths"][path]["post"]["requestBody"]["content"]
         assert list(body) == ["application/x-www-form-urlencoded"]
     schemes = document["components"]["securitySchemes"]
@@ -134,6 +141,7 @@ def test_openapi_document_is_valid_openapi(schema):
         "POST /oauth/introspect",
         "POST /oauth/revoke",
         "POST /oauth/token",
+        "POST /shim/test-token",
     ]
 
 
@@ -146,6 +154,7 @@ def test_openapi_document_is_valid_openapi(schema):
                 "POST /oauth/token",
                 "POST /oauth/revoke",
                 "POST /oauth/introspect",
+                "POST /shim/test-token",
                 "GET /ifttt/v1/user/info",
             )
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
@@ -164,6 +173,7 @@ def test_fuzzed_requests_never_5xx_and_match_the_document(schema, label, mode):
         "POST /oauth/token",
         "POST /oauth/revoke",
         "POST /oauth/introspect",
+        "POST /shim/test-token",
         "GET /ifttt/v1/user/info",
     ],
 )
