@@ -400,6 +400,8 @@ def test_create_text_output_shows_id_and_secret(cli):
     [
         (("--redirect-uri", "http://example.com/cb"), "must use https"),
         (("--redirect-uri", "https://example.com/cb#frag"), "must not contain a fragment"),
+        # urlsplit raises on an unclosed IPv6 bracket: a clear error, not a traceback.
+        (("--redirect-uri", "https://[::1/cb"), "is not a valid URL"),
         (("--redirect-uri", IFTTT_REDIRECT, "--client-id", "ifttt"), "already exists"),
         (("--redirect-uri", IFTTT_REDIRECT, "--scope", 'bad"scope'), "invalid scope"),
     ],
