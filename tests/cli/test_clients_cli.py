@@ -410,6 +410,19 @@ def test_create_refuses_bad_input_with_one_line(cli, oauth_client, args, message
     assert_one_line_error(run(cli, "clients", "create", "Other", *args), message)
 
 
+def test_create_accepts_a_redirect_uri_of_2000_characters_and_refuses_2001(cli):
+    def uri(length):
+        base = "https://example.com/cb/"
+        return base + "a" * (length - len(base))
+
+    assert_one_line_error(
+        run(cli, "clients", "create", "Long", "--redirect-uri", uri(2001)), "1 to 2000 characters"
+    )
+    ok(cli, "clients", "create", "Long", "--redirect-uri", uri(2000))
+    db.session.expire_all()
+    assert db.session.scalar(select(OAuth2Client.redirect_uris)) == [uri(2000)]
+
+
 def test_list_table_and_json(cli, oauth_client, client_secret):
     make_oauth_client(name="Staging", client_id="staging", redirect_uris=[STAGING_REDIRECT])
     table = ok(cli, "clients", "list")
