@@ -423,6 +423,21 @@ def test_create_accepts_a_redirect_uri_of_2000_characters_and_refuses_2001(cli):
     assert db.session.scalar(select(OAuth2Client.redirect_uris)) == [uri(2000)]
 
 
+@pytest.mark.parametrize("scope", ["a\x7fb", "a" * 101, "a b"])
+def test_create_refuses_a_scope_outside_rfc_6749_scope_token(cli, scope):
+    # scope-token = 1*( %x21 / %x23-5B / %x5D-7E ): DEL (0x7F) is just past the end.
+    args = ("--redirect-uri", IFTTT_REDIRECT, "--scope", scope)
+    assert_one_line_error(run(cli, "clients", "create", "App", *args), "invalid scope")
+
+
+def test_create_accepts_a_scope_at_the_edges_of_scope_token(cli):
+    edges = ["!" + "~" * 99, "#[]"]
+    scopes = [arg for scope in edges for arg in ("--scope", scope)]
+    ok(cli, "clients", "create", "App", "--redirect-uri", IFTTT_REDIRECT, *scopes)
+    db.session.expire_all()
+    assert db.session.scalar(select(OAuth2Client.scopes)) == edges
+
+
 def test_list_table_and_json(cli, oauth_client, client_secret):
     make_oauth_client(name="Staging", client_id="staging", redirect_uris=[STAGING_REDIRECT])
     table = ok(cli, "clients", "list")
