@@ -3,7 +3,9 @@
 #   make test  - install with test extras and run the whole suite
 #   make bench - load-test a real server with wrk, results in docs/performance.md
 #   make mutate - mutation testing of authserver/services and authserver/oauth2 (hours;
-#                 docs/testing.md); make mutate-sample - CI's 30 mutants (minutes)
+#                 docs/testing.md); make mutate-estimate N=150 - a random sample of them
+#                 with a confidence interval (about an hour); make mutate-sample - CI's 30
+#                 mutants (minutes)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,7 +17,7 @@ BENCH_ARGS ?=
 BENCH_OUTPUT ?= docs/performance.md
 export AUTHSERVER_INSTANCE_PATH ?= $(CURDIR)/instance
 
-.PHONY: run test install lint clean bench translations messages mutate mutate-sample
+.PHONY: run test install lint clean bench translations messages mutate mutate-sample mutate-estimate mutation-session
 
 # Compiled message catalogs (.mo) are build products: made from the .po files here,
 # and by the wheel build (hatch_build.py).
@@ -69,10 +71,15 @@ mutate-sample: $(VENV)/.installed-test translations
 
 # Mutation testing with cosmic-ray (the `mutation` extra). 1) record which test runs
 # which line (per-test coverage contexts), 2) keep a pristine copy to find each mutant's
-# line, 3) mutate and run only the covering tests, 4) report the score and survivors.
+# line, 3) list the mutants and skip the ones equivalent by construction (inside type
+# annotations and docstrings) or that do not compile, 4) mutate and run only the
+# covering tests, 5) report the score and survivors. Long jobs: run under `nice`.
 # MUTATE_TESTS narrows the suite that builds the coverage map.
 MUTATE_TESTS ?= tests/unit tests/http tests/cli
-mutate: $(VENV)/.installed-test translations
+# mutate-estimate: how many mutants the uniform random sample keeps, and its seed.
+N ?= 150
+SEED ?= 19
+mutation-session: $(VENV)/.installed-test translations
 	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
 	rm -rf .mutation && mkdir -p .mutation/pristine
 	cp -r --parents authserver/services authserver/oauth2 .mutation/pristine/
@@ -80,7 +87,17 @@ mutate: $(VENV)/.installed-test translations
 		--cov=authserver.services --cov=authserver.oauth2 --cov-context=test \
 		--cov-report= $(MUTATE_TESTS)
 	$(BIN)/cosmic-ray init tests/mutation/cosmic-ray.toml .mutation/session.sqlite
+	$(BIN)/python -m tests.mutation.filter_annotations .mutation/session.sqlite
+
+mutate: mutation-session
 	$(BIN)/cosmic-ray exec tests/mutation/cosmic-ray.toml .mutation/session.sqlite
+	$(BIN)/python -m tests.mutation.estimate report .mutation/session.sqlite
+	$(BIN)/cr-report --surviving-only --show-diff .mutation/session.sqlite
+
+mutate-estimate: mutation-session
+	$(BIN)/python -m tests.mutation.estimate sample .mutation/session.sqlite $(N) --seed $(SEED)
+	$(BIN)/cosmic-ray exec tests/mutation/cosmic-ray.toml .mutation/session.sqlite
+	$(BIN)/python -m tests.mutation.estimate report .mutation/session.sqlite
 	$(BIN)/cr-report --surviving-only --show-diff .mutation/session.sqlite
 
 lint: $(VENV)/.installed-test

@@ -109,6 +109,22 @@ def read_without_transaction() -> None:
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
+def end_read_without_transaction() -> None:
+    """Let the statements that follow form one transaction, after autocommit reads.
+
+    For a path that began reading without a transaction and then has to write
+    more than one statement atomically: committing hands the autocommit connection
+    back, and the next statement begins a transaction on a fresh one. Without
+    autocommit reads (SQLite, or reads that joined a transaction) it does nothing.
+    """
+    session = db.session()
+    if (
+        session.in_transaction()
+        and session.connection().get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    ):
+        session.commit()
+
+
 _CHECKED_IN_AT = "authserver.checked_in_at"
 
 

@@ -276,6 +276,28 @@ def record_login_failure(username: str, address: str) -> None:
     _hit("RATE_LIMIT_LOGIN_IP", "login-ip", address)
 
 
+# app.extensions key: when (time.time()) every client-auth failure counter this
+# process holds has expired, for process-local counters only.
+_CLIENT_AUTH_QUIET_AT = "authserver.client_auth_quiet_at"
+
+
+def _client_auth_counters_expired() -> bool:
+    """Tell whether this process's counters cannot hold a client-auth failure now.
+
+    Checked before every introspection and token call, and failures are rare: with
+    per-process counters, a worker that recorded no failure within the longest
+    window has nothing to look up (two key builds and reads, ~8 % of introspection).
+    Fixed windows end at most one window after their first hit, so past the last
+    failure plus that window every counter is gone. Redis counters are shared with
+    other workers, whose failures this process does not see: always read them.
+    """
+    limiter, _items = _limiter()
+    if type(limiter.storage) is not InlineSweepMemoryStorage:
+        return False
+    quiet_at: float = current_app.extensions.get(_CLIENT_AUTH_QUIET_AT, 0.0)
+    return time.time() >= quiet_at
+
+
 def client_auth_exceeded(address: str, claimed_id: str | None) -> int | None:
     """Return seconds to wait if this address failed client authentication too often.
 
@@ -291,6 +313,19 @@ def client_auth_exceeded(address: str, claimed_id: str | None) -> int | None:
 
 def record_client_auth_failure(address: str, claimed_id: str | None) -> None:
     """Count a failed client authentication against the address (and the claimed id)."""
+    if not enabled():
+        return
+    items = _limiter()[1]
+    window = max(
+        items["RATE_LIMIT_CLIENT_AUTH_IP"].get_expiry(),
+        items["RATE_LIMIT_TOKEN_FAILURES"].get_expiry(),
+    )
+    # Before the hits: a concurrent check that sees the new counters also sees this.
+    # Never earlier than before (a clock set back must not end an earlier window).
+    extensions = current_app.extensions
+    extensions[_CLIENT_AUTH_QUIET_AT] = max(
+        extensions.get(_CLIENT_AUTH_QUIET_AT, 0.0), time.time() + window
+    )
     _hit("RATE_LIMIT_CLIENT_AUTH_IP", "client-auth-ip", address)
     if claimed_id is not None:
         _hit("RATE_LIMIT_TOKEN_FAILURES", "client-auth", address, claimed_id)
@@ -316,6 +351,8 @@ def refused_for_client_auth_failures() -> Response | None:
     """
     from .credentials import presented_credentials
 
+    if not enabled() or _client_auth_counters_expired():
+        return None
     wait = client_auth_exceeded(get_remote_address(), presented_credentials().claimed_id)
     return too_many(wait) if wait else None
 

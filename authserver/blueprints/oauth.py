@@ -156,13 +156,13 @@ def introspect() -> Response:
     if refused is not None:
         return refused
     try:
-        caller = introspection.authenticate_introspection_caller()
+        caller, token = introspection.authenticate_introspection_caller()
         # The quota is the authenticated caller's: calls that only claim its id
         # spend their address's failure budget instead.
         wait = introspection_exceeded(f"{caller.owner_kind}:{caller.owner_id}")
         if wait:
             return too_many(wait)
-        body = introspection.introspect(caller)
+        body = introspection.introspect(caller, token)
     except OAuth2Error as error:
         return authorization_server().handle_error_response(None, error)
     return Response(json.dumps(body), 200, default_json_headers)

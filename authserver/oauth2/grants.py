@@ -12,6 +12,7 @@ from authlib.oauth2.rfc6749 import UnauthorizedClientError
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 
+from ..database import read_without_transaction
 from ..logs import note_request
 from ..models import OAuth2Client
 from ..security import new_token
@@ -146,6 +147,10 @@ class RefreshTokenGrant(grants.BaseGrant, grants.TokenEndpointMixin):
 
     def validate_token_request(self) -> None:
         """Authenticate the client and check the refresh_token parameter."""
+        # PostgreSQL: the client and the presented token are read without BEGIN, and
+        # a rotation is then one statement (services/tokens.py): no BEGIN or COMMIT
+        # round trip. Paths that write more begin their own transaction.
+        read_without_transaction()
         client = self.authenticate_token_endpoint_client()
         if not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError("The client may not use refresh tokens.")

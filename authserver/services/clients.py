@@ -572,22 +572,28 @@ def authenticate_client(client_id: str, secret: str) -> AuthenticatedClient | No
     )
 
 
-def match_secret(owner_id: str, secret: str) -> SecretMatch | None:
+def match_secret(
+    owner_id: str, secret: str, *, generation: int | None = None
+) -> SecretMatch | None:
     """Authenticate an enabled resource server or confidential client in one query.
 
     The row is found by the secret's digest (a unique index). Secrets are 256-bit
     random values, so the lookup's timing reveals nothing about them, unlike a
     byte-by-byte comparison of the secret itself; the owner id must then match too.
+    ``generation``: the credential generation, when the caller read it just now
+    together with something else (introspection reads it with the token).
     """
-    found = _match(owner_id, secret)
+    found = _match(owner_id, secret, generation)
     return found[0] if found is not None else None
 
 
-def _match(owner_id: str, secret: str) -> tuple[SecretMatch, Any] | None:
+def _match(
+    owner_id: str, secret: str, generation: int | None = None
+) -> tuple[SecretMatch, Any] | None:
     if not owner_id or not secret or len(owner_id) > 64 or len(secret) > 512:
         return None
     cache = _credential_cache()
-    row = cache.lookup(hash_token(secret))
+    row = cache.lookup(hash_token(secret), generation)
     if row is None:
         return None
     # Expiry and the owner's state are checked on every call, cached row or not.
@@ -649,23 +655,19 @@ class CredentialCache:
                 self._used.clear()
             self._used[secret_id] = when
 
-    def lookup(self, digest: str) -> Any:
-        """Return the secret's row joined to its owner (cached or read), or None."""
+    def lookup(self, digest: str, generation: int | None = None) -> Any:
+        """Return the secret's row joined to its owner (cached or read), or None.
+
+        ``generation``: read by the caller just now (before any secret row is read
+        below); otherwise it is read here.
+        """
         connection = db.session.connection()
         if self.ttl <= 0:
             return connection.execute(_MATCH_SECRET, {"digest": digest}).first()
         # The generation first: a change committed after this read bumps it again,
         # so a row read below is never kept under a generation newer than itself.
-        # The DBAPI connection itself (sqlite3 or psycopg): no statement compilation,
-        # no result machinery, for a read that runs on every authenticated call.
-        raw: Any = connection.connection.driver_connection
-        try:
-            found = raw.execute(_GENERATION).fetchone()
-        except connection.dialect.loaded_dbapi.Error:
-            # Through SQLAlchemy again, so that the failure is what every other query
-            # raises (DBAPIError: a 503 for an outage) and a dead connection is dropped.
-            found = connection.exec_driver_sql(_GENERATION).first()
-        generation = found[0] if found is not None else None
+        if generation is None:
+            generation = self._read_generation(connection)
         now = time.monotonic()
         cached = self._rows.get(digest)
         if (
@@ -682,6 +684,19 @@ class CredentialCache:
                     self._rows.clear()
                 self._rows[digest] = (generation, now + self.ttl, row)
         return row
+
+    @staticmethod
+    def _read_generation(connection: Any) -> int | None:
+        # The DBAPI connection itself (sqlite3 or psycopg): no statement compilation,
+        # no result machinery, for a read that runs on every authenticated call.
+        raw: Any = connection.connection.driver_connection
+        try:
+            found = raw.execute(_GENERATION).fetchone()
+        except connection.dialect.loaded_dbapi.Error:
+            # Through SQLAlchemy again, so that the failure is what every other query
+            # raises (DBAPIError: a 503 for an outage) and a dead connection is dropped.
+            found = connection.exec_driver_sql(_GENERATION).first()
+        return found[0] if found is not None else None
 
 
 def _credential_cache() -> CredentialCache:

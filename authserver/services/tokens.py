@@ -27,9 +27,11 @@ from sqlalchemy import cast
 from sqlalchemy import delete
 from sqlalchemy import exists
 from sqlalchemy import insert
+from sqlalchemy import literal
 from sqlalchemy import null
 from sqlalchemy import or_
 from sqlalchemy import select
+from sqlalchemy import true
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
@@ -38,10 +40,12 @@ from .. import signals
 from ..clock import epoch
 from ..clock import utcnow
 from ..database import db
+from ..database import end_read_without_transaction
 from ..errors import AuthServerError
 from ..errors import ValidationError
 from ..models import AccessToken
 from ..models import AuthorizationCode
+from ..models import CredentialChanges
 from ..models import OAuth2Client
 from ..models import RefreshToken
 from ..models import TokenFamily
@@ -386,6 +390,8 @@ _PRESENTED_REFRESH = (
     .where(_refresh.token_hash == bindparam("digest"))
 )
 _IS_PRESENTED = _refresh.id == bindparam("row_id")
+# A refresh token can be claimed (rotated) once, and never after its revocation.
+_CLAIMABLE = and_(_IS_PRESENTED, _refresh.rotated_at.is_(None), _refresh.revoked_at.is_(None))
 # One statement claims the presented token (if still unrotated) and erases its
 # parent's sealed successor, which is the presented token itself: once a successor
 # is used its parent can no longer replay, and a database copy plus the parent must
@@ -395,7 +401,7 @@ _CLAIM_REFRESH = (
     update(_table(RefreshToken))
     .where(
         or_(
-            and_(_IS_PRESENTED, _refresh.rotated_at.is_(None), _refresh.revoked_at.is_(None)),
+            _CLAIMABLE,
             and_(
                 _refresh.id == bindparam("parent_row_id"),
                 _refresh.successor_ciphertext.is_not(None),
@@ -427,6 +433,72 @@ _CLAIM_REFRESH = (
 )
 _INSERT_REFRESH = insert(_table(RefreshToken))
 _INSERT_ACCESS = insert(_table(AccessToken))
+
+
+def _typed(name: str, column: Any) -> Any:
+    """Return a bind parameter of ``column``'s type (psycopg casts it: a NULL is typed)."""
+    return bindparam(name, type_=column.type)
+
+
+# PostgreSQL: the whole rotation is one statement, i.e. one round trip, where the
+# claim and the two INSERTs took three (and BEGIN and COMMIT two more). The claim
+# and its consequences are data-modifying CTEs: the successor is inserted only from
+# the claimed row, so a claim that lost the race inserts nothing and returns no row;
+# the parent's ciphertext is erased only when the claim succeeded; and the UNIQUE
+# parent link still fails the whole statement. SQLite has no data-modifying CTEs.
+_claimed = (
+    update(_table(RefreshToken))
+    .where(_CLAIMABLE)
+    .values(
+        rotated_at=_typed("claimed_at", _refresh.rotated_at),
+        grace_ends_at=_typed("grace_until", _refresh.grace_ends_at),
+        successor_ciphertext=_typed("sealed", _refresh.successor_ciphertext),
+    )
+    .returning(_refresh.id, _refresh.family_id)
+    .cte("claimed")
+)
+_erased = (
+    update(_table(RefreshToken))
+    .where(
+        _refresh.id == bindparam("parent_row_id"),
+        _refresh.successor_ciphertext.is_not(None),
+        select(_claimed.c.id).exists(),
+    )
+    .values(successor_ciphertext=null())
+    .returning(_refresh.id)
+    .cte("erased")
+)
+_successor = (
+    insert(_table(RefreshToken))
+    .from_select(
+        ["token_hash", "family_id", "parent_id", "issued_at", "replay_count"],
+        select(
+            _typed("refresh_hash", _refresh.token_hash),
+            _claimed.c.family_id,
+            _claimed.c.id,
+            _typed("issued_at_", _refresh.issued_at),
+            literal(0),
+        ),
+    )
+    .returning(_refresh.id, _refresh.family_id)
+    .cte("successor")
+)
+_ROTATE_IN_ONE = (
+    insert(_table(AccessToken))
+    .from_select(
+        ["token_hash", "family_id", "refresh_token_id", "scope", "issued_at", "expires_at"],
+        select(
+            _typed("access_hash", _access.token_hash),
+            _successor.c.family_id,
+            _successor.c.id,
+            _typed("access_scope", _access.scope),
+            _typed("issued_at_", _access.issued_at),
+            _typed("access_expires_at", _access.expires_at),
+        ),
+    )
+    .add_cte(_erased)
+    .returning(_access.id)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,17 +629,38 @@ def _rotate(
                 "scope": scope.scope,
             },
         )
-    claimed = db.session.execute(
-        _CLAIM_REFRESH,
-        {
-            "row_id": row.id,
-            "parent_row_id": parent_id,
-            "claimed_at": now,
-            # NULL: the window ends only when the successor is first used (google).
-            "grace_until": None if policy.grace is None else now + policy.grace,
-            "sealed": sealed,
-        },
-    )
+    claim = {
+        "row_id": row.id,
+        "parent_row_id": parent_id,
+        "claimed_at": now,
+        # NULL: the window ends only when the successor is first used (google).
+        "grace_until": None if policy.grace is None else now + policy.grace,
+        "sealed": sealed,
+    }
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        try:
+            issued = connection.execute(
+                _ROTATE_IN_ONE,
+                {
+                    **claim,
+                    "refresh_hash": hash_token(refresh_raw),
+                    "access_hash": hash_token(access_raw),
+                    "access_scope": scope.scope,
+                    "issued_at_": now,
+                    "access_expires_at": expires_at,
+                },
+            ).first()
+        except IntegrityError:
+            # The UNIQUE parent link caught a second successor: take the replay path.
+            db.session.rollback()
+            return None
+        if issued is None:
+            db.session.rollback()
+            return None
+        db.session.commit()
+        return token_response(access_raw, expires_at, refresh_raw, scope.scope, now)
+    claimed = connection.execute(_CLAIM_REFRESH, claim)
     if row.id in claimed.scalars().all():
         # The UNIQUE parent link is checked when the successor's INSERT runs, not only
         # at commit, so the whole unit of work sits inside the try.
@@ -613,6 +706,8 @@ def _replay(
     replay (google), or it was revoked (RFC 7009), expired, or the request needs
     another scope: then a fresh one is bound to the successor.
     """
+    # The count, the checks after it and a fresh access token are one unit of work.
+    end_read_without_transaction()
     now = utcnow()
     successor_unused = exists().where(
         _child.parent_id == RefreshToken.id,
@@ -691,6 +786,7 @@ def _reuse_detected(
     row: PresentedRefresh, oauth_client: OAuth2Client, policy: TokenPolicy, *, why: str
 ) -> NoReturn:
     """Refuse a used refresh token; revoke its family (RFC 9700 §4.14.2); commit."""
+    end_read_without_transaction()
     security_log.warning(
         "refresh token reuse detected client_id=%s family=%s reason=%s",
         oauth_client.client_id,
@@ -886,8 +982,42 @@ def find_active_access_token(raw: str) -> ActiveAccessToken | None:
         )
         .first()
     )
+    return None if row is None else _active_from_row(row)
+
+
+_changes = CredentialChanges.__table__.c
+_active = _ACTIVE_ACCESS_TOKEN.subquery("active")
+# The generation row always exists (migration 0007), so the outer join yields one
+# row whether the token is usable or not.
+_GENERATION_AND_ACTIVE_TOKEN = (
+    select(_changes.generation, _active)
+    .select_from(CredentialChanges.__table__.outerjoin(_active, true()))
+    .where(_changes.id == 1)
+)
+
+
+def find_active_access_token_with_generation(
+    raw: str,
+) -> tuple[int | None, ActiveAccessToken | None]:
+    """Return the credential generation and the usable access token, in one query.
+
+    Introspection checks its caller's cached secret against that generation
+    (services/clients.py), so on PostgreSQL the whole call is one round trip instead
+    of two. A generation of None means it was not read (a malformed token).
+    """
+    if not raw or len(raw) > 512:
+        return None, None
+    row = (
+        db.session.connection()
+        .execute(_GENERATION_AND_ACTIVE_TOKEN, {"digest": hash_token(raw), "now": utcnow()})
+        .first()
+    )
     if row is None:
-        return None
+        return None, None
+    return row.generation, None if row.id is None else _active_from_row(row)
+
+
+def _active_from_row(row: Any) -> ActiveAccessToken | None:
     scope = row.scope
     if any(s not in row.client_scopes for s in scope.split()):
         scope = " ".join(s for s in scope.split() if s in row.client_scopes)

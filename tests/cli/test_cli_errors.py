@@ -103,6 +103,24 @@ def test_create_invalid_input_is_one_line_error(cli, args, stdin, fragment):
     assert user_count() == 0
 
 
+def user_args(length, field):
+    """users create with one field exactly length characters long."""
+    values = {"username": "jesse", "name": "Jesse", "email": None}
+    values[field] = "a@" + "b" * (length - 2) if field == "email" else "x" * length
+    args = ["users", "create", values["username"], "--name", values["name"], "--password-stdin"]
+    return args + (["--email", values["email"]] if values["email"] else [])
+
+
+@pytest.mark.parametrize(("field", "limit"), [("username", 150), ("name", 200), ("email", 320)])
+def test_create_accepts_each_field_at_its_limit_and_refuses_one_more(cli, field, limit):
+    refused = cli.invoke(args=user_args(limit + 1, field), input=PASSWORD + "\n")
+    assert_one_line_error(refused, f"{field} must be at most {limit} characters")
+    assert user_count() == 0
+    accepted = cli.invoke(args=user_args(limit, field), input=PASSWORD + "\n")
+    assert accepted.exit_code == 0, accepted.stderr
+    assert user_count() == 1
+
+
 @pytest.mark.parametrize(
     "args",
     [

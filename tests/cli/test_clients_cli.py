@@ -400,12 +400,42 @@ def test_create_text_output_shows_id_and_secret(cli):
     [
         (("--redirect-uri", "http://example.com/cb"), "must use https"),
         (("--redirect-uri", "https://example.com/cb#frag"), "must not contain a fragment"),
+        # urlsplit raises on an unclosed IPv6 bracket: a clear error, not a traceback.
+        (("--redirect-uri", "https://[::1/cb"), "is not a valid URL"),
         (("--redirect-uri", IFTTT_REDIRECT, "--client-id", "ifttt"), "already exists"),
         (("--redirect-uri", IFTTT_REDIRECT, "--scope", 'bad"scope'), "invalid scope"),
     ],
 )
 def test_create_refuses_bad_input_with_one_line(cli, oauth_client, args, message):
     assert_one_line_error(run(cli, "clients", "create", "Other", *args), message)
+
+
+def test_create_accepts_a_redirect_uri_of_2000_characters_and_refuses_2001(cli):
+    def uri(length):
+        base = "https://example.com/cb/"
+        return base + "a" * (length - len(base))
+
+    assert_one_line_error(
+        run(cli, "clients", "create", "Long", "--redirect-uri", uri(2001)), "1 to 2000 characters"
+    )
+    ok(cli, "clients", "create", "Long", "--redirect-uri", uri(2000))
+    db.session.expire_all()
+    assert db.session.scalar(select(OAuth2Client.redirect_uris)) == [uri(2000)]
+
+
+@pytest.mark.parametrize("scope", ["a\x7fb", "a" * 101, "a b"])
+def test_create_refuses_a_scope_outside_rfc_6749_scope_token(cli, scope):
+    # scope-token = 1*( %x21 / %x23-5B / %x5D-7E ): DEL (0x7F) is just past the end.
+    args = ("--redirect-uri", IFTTT_REDIRECT, "--scope", scope)
+    assert_one_line_error(run(cli, "clients", "create", "App", *args), "invalid scope")
+
+
+def test_create_accepts_a_scope_at_the_edges_of_scope_token(cli):
+    edges = ["!" + "~" * 99, "#[]"]
+    scopes = [arg for scope in edges for arg in ("--scope", scope)]
+    ok(cli, "clients", "create", "App", "--redirect-uri", IFTTT_REDIRECT, *scopes)
+    db.session.expire_all()
+    assert db.session.scalar(select(OAuth2Client.scopes)) == edges
 
 
 def test_list_table_and_json(cli, oauth_client, client_secret):

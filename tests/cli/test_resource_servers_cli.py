@@ -182,6 +182,24 @@ def test_secrets_listing_and_old_use_audit(cli, http, shim, access_token):
     assert used.client_id is None
 
 
+def test_a_use_is_recorded_on_the_secret_used_and_no_other(cli, http, shim, access_token):
+    # The write is keyed on the secret's id: the secrets of the resource servers
+    # registered before and after (lower and higher ids) keep their own last use.
+    first_id, _ = shim
+    with freeze_time(FROZEN):
+        second, secret = client_service.register_resource_server("Second shim")
+        third, _ = client_service.register_resource_server("Third shim")
+        assert_introspects(http, second.server_id, secret, access_token)
+
+    def last_uses(server_id):
+        result = ok(cli, "resource-servers", "secrets", server_id, "--json")
+        return [row["last_used_at"] for row in json.loads(result.stdout)]
+
+    assert last_uses(second.server_id) == ["2030-01-01T00:00:00Z"]
+    assert last_uses(first_id) == [None]
+    assert last_uses(third.server_id) == [None]
+
+
 def test_expire_secret_old_ends_overlap_now(cli, http, shim, access_token):
     server_id, old = shim
     with freeze_time(FROZEN):

@@ -5,6 +5,8 @@ credentials the way an admin would (service call, or plain SQL behind the app's
 back), and checks the very next request already sees the change.
 """
 
+from datetime import UTC
+from datetime import datetime
 from datetime import timedelta
 
 import pytest
@@ -223,3 +225,29 @@ def test_failed_generation_read_raises_like_any_query(app, shim, monkeypatch):
     monkeypatch.setattr(client_service, "_GENERATION", "SELECT generation FROM no_such_table")
     with pytest.raises(DBAPIError):
         client_service.CredentialCache(60).lookup("0" * 64)
+
+
+def test_noted_uses_are_bounded_by_max_entries(monkeypatch):
+    # A worker's memory stays bounded whatever the number of secrets: once
+    # MAX_ENTRIES uses are held, the next one starts afresh (and the rows' own
+    # last_used_at is trusted again for the dropped ones).
+    monkeypatch.setattr(client_service.CredentialCache, "MAX_ENTRIES", 2)
+    cache = client_service.CredentialCache(ttl=60)
+    when = datetime(2030, 1, 1, tzinfo=UTC)
+    for secret_id in (1, 2, 3):
+        cache.note_use(secret_id, when)
+    assert cache.last_used_at(1, None) is None
+    assert cache.last_used_at(2, None) is None
+    assert cache.last_used_at(3, None) == when
+
+
+def test_cached_rows_are_bounded_by_max_entries(http, app, monkeypatch, statements):
+    # Two callers with MAX_ENTRIES 1: the second's row replaces the first's, so
+    # the first caller is looked up again (never more than MAX_ENTRIES rows held).
+    monkeypatch.setattr(client_service.CredentialCache, "MAX_ENTRIES", 1)
+    first = client_service.register_resource_server("First")
+    second = client_service.register_resource_server("Second")
+    for server, secret in (first, second, first):
+        response = introspect(http, server.server_id, secret, "unknown-token")
+        assert response.get_json() == {"active": False}
+    assert len(secret_lookups(statements)) == 3

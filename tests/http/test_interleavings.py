@@ -11,6 +11,7 @@ guarded statement reaches the database; each test fails with its clause removed.
 from __future__ import annotations
 
 import contextvars
+import re
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
@@ -33,9 +34,18 @@ COUNT_REPLAY = "UPDATE refresh_tokens SET replay_count"
 NEW_FAMILY = "INSERT INTO token_families"
 
 
+def _leading_statement(statement: str) -> str:
+    text = statement.lstrip()
+    cte = re.match(r"WITH\s+\w+\s+AS\s*\(", text, re.IGNORECASE)
+    return text[cte.end() :] if cte else text
+
+
 @pytest.fixture
 def before_statement(app) -> Iterator[Callable[[str, Callable[[], Any]], None]]:
     """Run ``action`` once, just before the first statement starting with ``prefix``.
+
+    A statement made of data-modifying CTEs (PostgreSQL's one-statement rotation)
+    counts as starting with its first CTE's statement.
 
     The action runs outside the interrupted request's context (so in one, and a
     session, of its own); it is the "other worker" of the race. On SQLite it must
@@ -45,8 +55,9 @@ def before_statement(app) -> Iterator[Callable[[str, Callable[[], Any]], None]]:
     pending: list[tuple[str, Callable[[], Any]]] = []
 
     def listener(conn, cursor, statement, parameters, context, executemany):
+        leading = _leading_statement(statement).upper()
         for prefix, action in list(pending):
-            if statement.lstrip().upper().startswith(prefix.upper()):
+            if leading.startswith(prefix.upper()):
                 pending.remove((prefix, action))
                 contextvars.Context().run(action)
 

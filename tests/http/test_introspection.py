@@ -1,6 +1,8 @@
 import pytest
+from authlib.oauth2.rfc6749 import InvalidClientError
 from freezegun import freeze_time
 
+from authserver.oauth2 import introspection
 from authserver.services import clients as client_service
 from authserver.services import tokens as token_service
 from authserver.services import users as user_service
@@ -125,6 +127,27 @@ def test_introspection_rejected_for_unknown_caller(http, tokens):
         URL, data={"token": tokens["access_token"]}, headers=basic_auth("rs_nobody", "secret")
     )
     assert response.status_code == 401
+
+
+def test_resource_server_authentication_failure_is_a_401_at_its_source(app, resource_server):
+    """authenticate_caller's own contract, whoever renders the error.
+
+    Both endpoints that call it answer through handle_error_response, which sets 401 on
+    every InvalidClientError, so over HTTP the status given at the raise is never seen
+    (a 400 or 402 there survived mutation testing). An endpoint that renders the error
+    itself must still answer 401 with a Basic challenge (RFC 6749 §5.2).
+    """
+    server_id, _secret = resource_server
+    with (
+        app.test_request_context(
+            URL, method="POST", data={"token": "x"}, headers=basic_auth(server_id, "wrong-secret")
+        ),
+        pytest.raises(InvalidClientError) as refused,
+    ):
+        introspection.authenticate_caller()
+    assert refused.value.status_code == 401
+    headers = dict(refused.value.get_headers())
+    assert headers["WWW-Authenticate"].startswith("Basic ")
 
 
 def test_introspection_rejected_with_malformed_basic(http, tokens):

@@ -14,6 +14,7 @@ import uuid
 import pytest
 import redis
 import requests
+from freezegun import freeze_time
 
 from authserver import create_app
 from authserver.errors import ConfigError
@@ -523,3 +524,21 @@ def test_wrong_secret_flood_at_the_test_token_endpoint_limits_the_address_only(h
     http.environ_base["REMOTE_ADDR"] = _unique_address()
     response = http.post("/shim/test-token", headers=basic_auth(server.server_id, server_secret))
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize("storage", ["memory"], indirect=True)
+@pytest.mark.app_config(RATE_LIMIT_CLIENT_AUTH_IP="3 per hour")
+def test_client_auth_cooldown_lasts_the_longest_window_to_the_second(http, storage):
+    """Per-process counters are skipped only once the longest window has ended."""
+    oauth_client, secret = _pair()
+    bogus = {"grant_type": "refresh_token", "refresh_token": "not-a-token"}
+    wrong = basic_auth(oauth_client.client_id, "wrong")
+    good = basic_auth(oauth_client.client_id, secret)
+    with freeze_time("2030-01-01T00:00:00+00:00") as frozen:
+        for _ in range(3):
+            assert http.post("/oauth/token", data=bogus, headers=wrong).status_code == 401
+        # The per-address hour, not the per-client-id minute, sets the cooldown.
+        frozen.tick(3599)
+        assert http.post("/oauth/token", data=bogus, headers=good).status_code == 429
+        frozen.tick(1)
+        assert http.post("/oauth/token", data=bogus, headers=good).status_code == 400

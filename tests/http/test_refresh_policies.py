@@ -2,6 +2,7 @@
 
 import pytest
 from freezegun import freeze_time
+from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -215,20 +216,23 @@ def test_policy_change_is_seen_through_the_credential_cache(app, profiled, refre
 
 
 @pytest.mark.parametrize("profile", ["ifttt", "google", "alexa", "strict"])
-def test_transient_database_trouble_is_503_with_retry_after(
-    profile, profiled, refresh, monkeypatch
-):
+def test_transient_database_trouble_is_503_with_retry_after(profile, app, profiled, refresh):
     """Zapier marks a connection stale on any 4xx but 408/409/423/425/429."""
     oauth_client, secret, pair = profiled(profile)
 
-    def lock_timeout(*args, **kwargs):
-        raise OperationalError("UPDATE refresh_tokens", {}, Exception("lock timeout"))
+    # The access token's INSERT times out, whether it runs alone or inside the one
+    # statement that rotates on PostgreSQL.
+    def lock_timeout(conn, cursor, statement, parameters, context, executemany):
+        if "INSERT INTO access_tokens" in statement:
+            raise OperationalError(statement, {}, Exception("lock timeout"))
 
-    monkeypatch.setattr(token_service, "_issue", lock_timeout)
-    answer = refresh(pair["refresh_token"], oauth_client.client_id, secret)
+    event.listen(db.engine, "before_cursor_execute", lock_timeout)
+    try:
+        answer = refresh(pair["refresh_token"], oauth_client.client_id, secret)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", lock_timeout)
     assert answer.status_code == 503
     assert answer.headers["Retry-After"]
     assert answer.get_json()["error"] == "temporarily_unavailable"
-    monkeypatch.undo()
     # Nothing was half-written: the same token still refreshes.
     assert refresh(pair["refresh_token"], oauth_client.client_id, secret).status_code == 200

@@ -37,9 +37,14 @@ def mutated_line() -> tuple[str, int] | None:
             if now == before:
                 continue
             matcher = difflib.SequenceMatcher(a=before, b=now, autojunk=False)
-            for tag, i1, _i2, _j1, _j2 in matcher.get_opcodes():
-                if tag != "equal":
-                    return relative, i1 + 1
+            for tag, i1, i2, _j1, _j2 in matcher.get_opcodes():
+                if tag == "equal":
+                    continue
+                # cosmic-ray's rewrite may also drop blank lines next to the change
+                # (a removed decorator): the mutated line is the first one with code.
+                for index in range(i1, max(i2, i1 + 1)):
+                    if index < len(before) and before[index].strip():
+                        return relative, index + 1
     return None
 
 
@@ -54,6 +59,26 @@ def node_ids(data: CoverageData, filename: str, lines: set[int]) -> set[str]:
     return found
 
 
+def statement_lines(source: str, line: int) -> set[int]:
+    """The line and the first line of the innermost statement that holds it.
+
+    Coverage credits a statement spread over several lines to its first line only,
+    so a mutant on a continuation line (`status_code=401` inside a multi-line
+    `raise`) would otherwise seem executed by no test and survive untested.
+    """
+    innermost: ast.AST | None = None
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.stmt | ast.ExceptHandler)
+            and node.lineno <= line <= (node.end_lineno or node.lineno)
+            and (innermost is None or node.lineno >= innermost.lineno)  # type: ignore[attr-defined]
+        ):
+            innermost = node
+    if innermost is None:
+        return {line}
+    return {line, innermost.lineno}  # type: ignore[attr-defined]
+
+
 def users_of_statement(source: str, line: int) -> set[int] | None:
     """Lines inside functions that use the names a module-level statement defines.
 
@@ -61,11 +86,16 @@ def users_of_statement(source: str, line: int) -> set[int] | None:
     """
     tree = ast.parse(source)
     for node in tree.body:
-        if not node.lineno <= line <= (node.end_lineno or node.lineno):
+        # A decorator runs at import, before its def's own line (node.lineno).
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        if not first <= line <= (node.end_lineno or node.lineno):
             continue
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        decorator = line < node.lineno
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not decorator:
             return None
         names: set[str] = set()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names = {node.name}
         if isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
@@ -104,10 +134,15 @@ def main() -> int:
     relative, line = where
     data = CoverageData(basename=str(STATE / "coverage"))
     data.read()
-    filename = str(ROOT / relative)
-    tests = node_ids(data, filename, {line})
+    # The map may come from another checkout of the same commit (a copy that runs
+    # the mutants while the original stays editable): match by relative path.
+    filename = next(
+        (f for f in data.measured_files() if Path(f).as_posix().endswith("/" + relative)),
+        str(ROOT / relative),
+    )
+    source = (STATE / "pristine" / relative).read_text()
+    tests = node_ids(data, filename, statement_lines(source, line))
     if not tests:
-        source = (STATE / "pristine" / relative).read_text()
         users = users_of_statement(source, line)
         tests = node_ids(data, filename, users or set())
     if not tests:
