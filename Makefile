@@ -79,24 +79,26 @@ MUTATE_TESTS ?= tests/unit tests/http tests/cli
 # mutate-estimate: how many mutants the uniform random sample keeps, and its seed.
 N ?= 150
 SEED ?= 19
+# The machine is shared: the long steps run at a lower priority.
+NICE ?= nice -n 10
 mutation-session: $(VENV)/.installed-test translations
 	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
 	rm -rf .mutation && mkdir -p .mutation/pristine
 	cp -r --parents authserver/services authserver/oauth2 .mutation/pristine/
-	COVERAGE_FILE=.mutation/coverage $(BIN)/python -m pytest -q -p no:randomly \
+	COVERAGE_FILE=.mutation/coverage $(NICE) $(BIN)/python -m pytest -q -p no:randomly \
 		--cov=authserver.services --cov=authserver.oauth2 --cov-context=test \
 		--cov-report= $(MUTATE_TESTS)
 	$(BIN)/cosmic-ray init tests/mutation/cosmic-ray.toml .mutation/session.sqlite
 	$(BIN)/python -m tests.mutation.filter_annotations .mutation/session.sqlite
 
 mutate: mutation-session
-	$(BIN)/cosmic-ray exec tests/mutation/cosmic-ray.toml .mutation/session.sqlite
+	$(NICE) $(BIN)/cosmic-ray exec tests/mutation/cosmic-ray.toml .mutation/session.sqlite
 	$(BIN)/python -m tests.mutation.estimate report .mutation/session.sqlite
 	$(BIN)/cr-report --surviving-only --show-diff .mutation/session.sqlite
 
 mutate-estimate: mutation-session
 	$(BIN)/python -m tests.mutation.estimate sample .mutation/session.sqlite $(N) --seed $(SEED)
-	$(BIN)/cosmic-ray exec tests/mutation/cosmic-ray.toml .mutation/session.sqlite
+	$(NICE) $(BIN)/cosmic-ray exec tests/mutation/cosmic-ray.toml .mutation/session.sqlite
 	$(BIN)/python -m tests.mutation.estimate report .mutation/session.sqlite
 	$(BIN)/cr-report --surviving-only --show-diff .mutation/session.sqlite
 

@@ -92,6 +92,15 @@ def configure_sqlite(engine: Engine, *, busy_timeout_seconds: int) -> None:
         cursor.close()
 
 
+def statements_are_round_trips() -> bool:
+    """Tell whether each statement costs a network round trip (PostgreSQL).
+
+    Then two reads are worth merging into one statement even when the merged one
+    costs more CPU; SQLite runs in process, where only the CPU counts.
+    """
+    return bool(current_app.extensions.get(AUTOCOMMIT_READS_KEY))
+
+
 def read_without_transaction() -> None:
     """On PostgreSQL, run the rest of this request's queries outside a transaction.
 

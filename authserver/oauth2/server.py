@@ -189,7 +189,11 @@ def authenticate_client_secret_basic(query_client: Any, request: Any) -> Any:
             raise InvalidRequestError(
                 f"The {key} in the body differs from the Authorization header."
             )
-    return client_service.authenticate_client(presented.client_id or "", presented.secret or "")
+    return client_service.authenticate_client(
+        presented.client_id or "",
+        presented.secret or "",
+        generation=getattr(request, "credential_generation", None),
+    )
 
 
 def authenticate_client_secret_post(query_client: Any, request: Any) -> Any:
@@ -197,7 +201,11 @@ def authenticate_client_secret_post(query_client: Any, request: Any) -> Any:
     presented = presented_credentials()
     if presented.method != "client_secret_post":
         return None
-    return client_service.authenticate_client(presented.client_id or "", presented.secret or "")
+    return client_service.authenticate_client(
+        presented.client_id or "",
+        presented.secret or "",
+        generation=getattr(request, "credential_generation", None),
+    )
 
 
 def check_presented_basic() -> None:

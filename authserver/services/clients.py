@@ -547,9 +547,14 @@ class AuthenticatedClient(ClientRules):
     matched: SecretMatch
 
 
-def authenticate_client(client_id: str, secret: str) -> AuthenticatedClient | None:
-    """Return the enabled confidential client whose live secret this is, or None."""
-    found = _match(client_id, secret)
+def authenticate_client(
+    client_id: str, secret: str, *, generation: int | None = None
+) -> AuthenticatedClient | None:
+    """Return the enabled confidential client whose live secret this is, or None.
+
+    ``generation``: as for match_secret (the token endpoint reads it with the token).
+    """
+    found = _match(client_id, secret, generation)
     if found is None:
         return None
     match, row = found

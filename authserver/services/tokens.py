@@ -534,14 +534,23 @@ class Refreshed:
     user_public_id: str
 
 
+#: ``refresh(presented_row=...)`` default: the row was not read beforehand.
+NOT_READ: Any = object()
+
+
 def refresh(
-    presented: str, *, oauth_client: OAuth2Client, requested_scope: str | None = None
+    presented: str,
+    *,
+    oauth_client: OAuth2Client,
+    requested_scope: str | None = None,
+    presented_row: Any = NOT_READ,
 ) -> Refreshed:
     """Exchange a refresh token, with rotation, grace replay and reuse detection.
 
     Commits. See README "Refresh token semantics" for the table of outcomes.
     Validity and reuse are decided before scope, so a stale token is reuse whatever
     scope it asks for, and a scope error is only ever told to a holder of a live token.
+    ``presented_row``: the token's row as read_presented_refresh returned it.
     Once the token is found, its errors carry the grant's owner (``user_public_id``).
 
     :raises GrantError: for an unknown, foreign, revoked or reused token.
@@ -549,11 +558,13 @@ def refresh(
     """
     now = utcnow()
     policy = policy_for(oauth_client)
-    found = (
-        db.session.connection()
-        .execute(_PRESENTED_REFRESH, {"digest": hash_token(presented)})
-        .first()
-    )
+    found = presented_row
+    if found is NOT_READ:
+        found = (
+            db.session.connection()
+            .execute(_PRESENTED_REFRESH, {"digest": hash_token(presented)})
+            .first()
+        )
     if found is None or found.oauth_client_id != oauth_client.id:
         # Another client's token is not this client's to revoke: just refuse it.
         raise GrantError("The refresh token is invalid.")
@@ -1015,6 +1026,32 @@ def find_active_access_token_with_generation(
     if row is None:
         return None, None
     return row.generation, None if row.id is None else _active_from_row(row)
+
+
+_presented = _PRESENTED_REFRESH.subquery("presented")
+_GENERATION_AND_PRESENTED_REFRESH = (
+    select(_changes.generation, _presented)
+    .select_from(CredentialChanges.__table__.outerjoin(_presented, true()))
+    .where(_changes.id == 1)
+)
+
+
+def read_presented_refresh(presented: str) -> tuple[int | None, Any]:
+    """Return the credential generation and the presented refresh token's row, in one query.
+
+    The token endpoint reads both before it authenticates the client, whose cached
+    secret is checked against that generation (services/clients.py): on PostgreSQL
+    a refresh is then two round trips, this read and the rotation. The row (None
+    for an unknown token) is for ``refresh(presented_row=...)``.
+    """
+    row = (
+        db.session.connection()
+        .execute(_GENERATION_AND_PRESENTED_REFRESH, {"digest": hash_token(presented)})
+        .first()
+    )
+    if row is None:
+        return None, None
+    return row.generation, None if row.id is None else row
 
 
 def _active_from_row(row: Any) -> ActiveAccessToken | None:

@@ -423,6 +423,23 @@ def test_create_accepts_a_redirect_uri_of_2000_characters_and_refuses_2001(cli):
     assert db.session.scalar(select(OAuth2Client.redirect_uris)) == [uri(2000)]
 
 
+@pytest.mark.parametrize(
+    ("option", "limit", "message"),
+    [("name", 200, "name must be 1 to 200 characters"), ("--client-id", 64, "1-64 ASCII")],
+)
+def test_create_accepts_a_name_and_client_id_at_their_limit_and_refuses_one_more(
+    cli, option, limit, message
+):
+    def args(length):
+        name, extra = ("x" * length, ()) if option == "name" else ("App", (option, "c" * length))
+        return ("clients", "create", name, "--redirect-uri", IFTTT_REDIRECT, *extra)
+
+    assert_one_line_error(run(cli, *args(limit + 1)), message)
+    ok(cli, *args(limit))
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(OAuth2Client)) == 1
+
+
 @pytest.mark.parametrize("scope", ["a\x7fb", "a" * 101, "a b"])
 def test_create_refuses_a_scope_outside_rfc_6749_scope_token(cli, scope):
     # scope-token = 1*( %x21 / %x23-5B / %x5D-7E ): DEL (0x7F) is just past the end.

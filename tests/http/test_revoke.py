@@ -72,6 +72,23 @@ def test_other_clients_token_is_not_revoked(http, tokens):
     assert user_info(http, tokens["access_token"]).status_code == 200
 
 
+def test_earlier_clients_revocation_leaves_a_later_clients_token_active(
+    http, user, oauth_client, client_secret
+):
+    # The owner check compares client ids for equality: a client registered later
+    # (a higher row id) is no more revocable by others than an earlier one.
+    later, _secret = make_oauth_client(client_id="later")
+    assert later.id > oauth_client.id
+    token = make_tokens(user, later)["access_token"]
+    response = http.post(
+        "/oauth/revoke",
+        data={"token": token},
+        headers=basic_auth(oauth_client.client_id, client_secret),
+    )
+    assert response.status_code == 200
+    assert user_info(http, token).status_code == 200
+
+
 def test_revocation_requires_client_authentication(http, oauth_client, tokens):
     response = http.post(
         "/oauth/revoke",

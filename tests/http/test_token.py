@@ -196,6 +196,26 @@ def test_duplicate_parameter_on_token_endpoint(http, user, oauth_client, client_
     assert response.get_json()["error"] == "invalid_request"
 
 
+def test_parameter_in_both_query_and_body_is_refused(
+    http, user, oauth_client, client_secret, get_code
+):
+    # RFC 6749 §3.1: once is once across the query string and the body too.
+    code = get_code(user, oauth_client)
+    response = http.post(
+        f"/oauth/token?code={code}",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": oauth_client.client_id,
+            "client_secret": client_secret,
+            "redirect_uri": IFTTT_REDIRECT,
+        },
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+    assert "code" in response.get_json()["error_description"]
+
+
 def exchange_without_redirect_uri(http, code, client_id, secret, **extra):
     data = {
         "grant_type": "authorization_code",

@@ -31,6 +31,8 @@ from cosmic_ray.work_item import WorkerOutcome
 from cosmic_ray.work_item import WorkResult
 
 NOT_SAMPLED = "not sampled"
+# Sampled, but left out when the time ran out (see `defer`).
+DEFERRED = "not run: deferred"
 
 
 def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -58,6 +60,24 @@ def sample(work_db: WorkDB, size: int, seed: int) -> tuple[int, int]:
     return len(kept), len(pending)
 
 
+def defer(work_db: WorkDB, package: str) -> int:
+    """Leave the pending mutants of a package out of this run; return how many.
+
+    For a package whose stratum is too small in a run cut short: run its share
+    first, the others stay a uniform (smaller) sample of their own package.
+    """
+    done = {job_id for job_id, _ in work_db.results}
+    deferred = [
+        item.job_id
+        for item in work_db.work_items
+        if item.job_id not in done and package_of(str(item.mutations[0].module_path)) == package
+    ]
+    work_db.set_multiple_results(
+        deferred, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=DEFERRED)
+    )
+    return len(deferred)
+
+
 def package_of(module_path: str) -> str:
     return module_path.rsplit("/", 1)[0] + "/"
 
@@ -74,7 +94,9 @@ def report(work_db: WorkDB) -> str:
         if result is None:
             outcome = "not run"
         elif result.worker_outcome == WorkerOutcome.SKIPPED:
-            outcome = "sampled out" if result.output == NOT_SAMPLED else "filtered"
+            outcome = {NOT_SAMPLED: "sampled out", DEFERRED: "not run"}.get(
+                result.output or "", "filtered"
+            )
         elif result.worker_outcome != WorkerOutcome.NORMAL:
             outcome = f"error ({result.worker_outcome.value})"
         elif result.test_outcome == TestOutcome.SURVIVED:
@@ -114,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     sampling.add_argument("session")
     sampling.add_argument("size", type=int)
     sampling.add_argument("--seed", type=int, default=19)
+    deferring = commands.add_parser("defer", help="leave a package's pending mutants out")
+    deferring.add_argument("session")
+    deferring.add_argument("package", help="e.g. authserver/services/")
     reporting = commands.add_parser("report", help="kill rate of the mutants run, with 95 % CI")
     reporting.add_argument("session")
     args = parser.parse_args(argv)
@@ -121,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sample":
             kept, pending = sample(work_db, args.size, args.seed)
             print(f"estimate: sampled {kept} of {pending} pending mutants (seed {args.seed})")
+        elif args.command == "defer":
+            print(f"estimate: deferred {defer(work_db, args.package)} pending mutants")
         else:
             print(report(work_db))
     return 0
