@@ -209,6 +209,18 @@ def _check_policy(oauth_client: OAuth2Client) -> None:
         )
 
 
+def _new_client_id() -> str:
+    """Return a random client id (144 bits) that begins with a letter or a digit.
+
+    URL-safe base64 may begin with "-", and an admin's ``authserver clients show
+    -Ox...`` would then read the id as an option.
+    """
+    while True:
+        candidate = std_secrets.token_urlsafe(18)
+        if candidate[0].isalnum():
+            return candidate
+
+
 def register_client(
     name: str,
     *,
@@ -246,7 +258,7 @@ def register_client(
         if get_client(client_id) is not None:
             raise ConflictError(f"client {client_id!r} already exists")
     oauth_client = OAuth2Client(
-        client_id=client_id or std_secrets.token_urlsafe(18),
+        client_id=client_id or _new_client_id(),
         name=name,
         redirect_uris=uris,
         scopes=scope_list,

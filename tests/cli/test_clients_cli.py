@@ -743,3 +743,22 @@ def test_users_show_lists_connected_apps(
     assert table[1].split()[:2] == ["CLIENT_ID", "NAME"]
     assert table[2].split() == ["ifttt", "IFTTT", "ifttt", "2030-01-01T00:00:00Z", "1"]
     assert len(table) == 3
+
+
+def test_generated_client_id_never_starts_with_a_dash(cli, monkeypatch):
+    # token_urlsafe draws from A-Z a-z 0-9 - _: one id in 64 began with "-", and
+    # `authserver clients show -Ox…` then reads the id as an option.
+    drawn = ["-Oleading-dash-xxxxxxxxx", "_underscore-first-xxxxxx", "Good-id_first-xxxxxxxxx"]
+    real = client_service.std_secrets.token_urlsafe
+    monkeypatch.setattr(
+        client_service.std_secrets,
+        "token_urlsafe",
+        lambda size: drawn.pop(0) if size == 18 and drawn else real(size),
+    )
+    document = json.loads(
+        ok(cli, "clients", "create", "IFTTT", "--redirect-uri", IFTTT_REDIRECT, "--json").stdout
+    )
+
+    assert document["client_id"] == "Good-id_first-xxxxxxxxx"
+    shown = json.loads(ok(cli, "clients", "show", document["client_id"], "--json").stdout)
+    assert shown["client_id"] == document["client_id"]
