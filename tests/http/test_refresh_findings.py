@@ -232,3 +232,22 @@ def test_grace_replay_never_returns_an_access_token_revoked_by_rfc7009(
         refresh(successor["refresh_token"], oauth_client.client_id, client_secret).status_code
         == 200
     )
+
+
+def test_grace_replay_with_a_narrower_scope_gets_that_scope_not_the_sealed_one(
+    wide_client, wide_pair, refresh, introspect
+):
+    """A replay inside the grace window answers the scope asked now (RFC 6749 §6)."""
+    oauth_client, secret = wide_client
+    r0 = wide_pair["refresh_token"]
+    first = refresh(r0, oauth_client.client_id, secret).get_json()
+    assert first["scope"] == "ifttt read"
+    replay = refresh(r0, oauth_client.client_id, secret, scope="read")
+    assert replay.status_code == 200
+    body = replay.get_json()
+    # The same successor refresh token (the replay), with a fresh access token of the
+    # narrower scope rather than the sealed wide one.
+    assert body["refresh_token"] == first["refresh_token"]
+    assert body["scope"] == "read"
+    assert body["access_token"] != first["access_token"]
+    assert introspect(body["access_token"]).get_json()["scope"] == "read"

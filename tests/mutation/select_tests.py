@@ -146,9 +146,13 @@ def main() -> int:
         users = users_of_statement(source, line)
         tests = node_ids(data, filename, users or set())
     if not tests:
-        # Executed by no test at all: nothing can kill it (reported as a survivor).
-        print(f"select_tests: no test executes {relative}:{line}")
-        return 0
+        # Credited to no test: a module-level line whose names no test's code uses
+        # (e.g. a type alias). It still runs at import, which is all that can tell
+        # it apart: a mutant that breaks the import is killed; else it survives.
+        module = relative.removesuffix(".py").replace("/", ".")
+        imported = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, check=False)
+        print(f"select_tests: no test executes {relative}:{line}; import of {module} checked")
+        return imported.returncode
     command = [
         sys.executable,
         "-m",

@@ -181,3 +181,21 @@ def test_family_without_refresh_token_kept_while_access_token_never_expires(user
         frozen.tick(365 * DAY)
         assert token_service.purge().families == 0
         assert count(TokenFamily) == 1
+
+
+def test_used_code_deleted_one_retention_after_use_while_its_expiry_is_more_recent(
+    user, oauth_client
+):
+    # Used 30 s after issue and purged a minute past one retention after use: the
+    # code's expiry (minutes after issue) is not yet one retention old, so only the
+    # use makes it dead, and the purge must see that.
+    with freeze_time(FROZEN) as frozen:
+        code = new_code(user, oauth_client, "used-early")
+        frozen.tick(30)
+        token_service.redeem_authorization_code(
+            code, oauth_client=oauth_client, include_refresh_token=True
+        )
+        frozen.tick(DAY + 60)
+        assert count(AuthorizationCode) == 1
+        assert token_service.purge().codes == 1
+        assert count(AuthorizationCode) == 0
