@@ -99,3 +99,16 @@ def test_connected_apps_never_show_another_users_grants(http, login_as, user):
     login_as(user)
     page = http.get("/account/apps").get_data(as_text=True)
     assert "Alpha app" not in page
+
+
+def test_a_later_users_consent_is_remembered_beside_an_earlier_users(
+    http, login_as, user, oauth_client, get_code
+):
+    later = make_user(username="later-user")
+    get_code(user, oauth_client)
+    get_code(later, oauth_client)
+
+    login_as(later)
+    again = http.get(authorize_url(oauth_client.client_id))
+    assert again.status_code == 302, again.get_data(as_text=True)[:200]
+    assert "code=" in again.headers["Location"]

@@ -388,3 +388,11 @@ def test_oldest_logins_end_past_the_per_user_cap(app, user):
     assert db.session.scalar(select(func.count()).select_from(UserSession)) == (
         MAX_SESSIONS_PER_USER
     )
+
+
+def test_login_succeeds_with_a_username_of_the_longest_allowed_length(http):
+    longest = "u" * 150
+    user = make_user(username=longest)
+    response = post_login(http, longest, PASSWORD)
+    assert response.status_code == 302
+    assert session_user_id(http) == user.get_id()
