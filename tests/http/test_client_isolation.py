@@ -22,6 +22,14 @@ def two_clients():
     return alpha, bravo
 
 
+def assert_consent_remembered(http, login_as, user, oauth_client):
+    """Authorize again: straight back to the client with a code, no consent page."""
+    login_as(user)
+    again = http.get(authorize_url(oauth_client.client_id))
+    assert again.status_code == 302, again.get_data(as_text=True)[:200]
+    assert "code=" in again.headers["Location"]
+
+
 def test_consent_to_a_later_client_is_remembered_beside_an_earlier_ones(
     http, login_as, user, get_code
 ):
@@ -29,11 +37,7 @@ def test_consent_to_a_later_client_is_remembered_beside_an_earlier_ones(
     get_code(user, alpha)
     get_code(user, bravo)
 
-    login_as(user)
-    again = http.get(authorize_url(bravo.client_id))
-    # Remembered: straight back to the client with a code, no consent page.
-    assert again.status_code == 302, again.get_data(as_text=True)[:200]
-    assert "code=" in again.headers["Location"]
+    assert_consent_remembered(http, login_as, user, bravo)
 
 
 def test_connected_apps_list_only_the_apps_the_user_approved(http, login_as, user):
@@ -108,7 +112,4 @@ def test_a_later_users_consent_is_remembered_beside_an_earlier_users(
     get_code(user, oauth_client)
     get_code(later, oauth_client)
 
-    login_as(later)
-    again = http.get(authorize_url(oauth_client.client_id))
-    assert again.status_code == 302, again.get_data(as_text=True)[:200]
-    assert "code=" in again.headers["Location"]
+    assert_consent_remembered(http, login_as, later, oauth_client)
