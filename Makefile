@@ -65,7 +65,7 @@ run: $(VENV)/.installed translations
 test: $(VENV)/.installed-test translations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# CI's fixed sample of 30 mutants of services/tokens.py: every one must be killed.
+# CI's fixed sample of 30 mutants of the token services: every one must be killed.
 mutate-sample: $(VENV)/.installed-test translations
 	$(BIN)/python -m tests.mutation.sample
 

@@ -23,3 +23,17 @@ class ConflictError(AuthServerError):
 
 class ValidationError(AuthServerError):
     """Input is malformed or out of range."""
+
+
+class GrantError(AuthServerError):
+    """The presented code or refresh token is invalid (OAuth ``invalid_grant``)."""
+
+    #: The grant's owner (user public id) when the token was found, for the edge's log.
+    user_public_id: str | None = None
+
+
+class ScopeError(AuthServerError):
+    """The requested scope exceeds what was granted (OAuth ``invalid_scope``)."""
+
+    #: The grant's owner (user public id), for the edge's log.
+    user_public_id: str | None = None

@@ -260,7 +260,7 @@ def authorization_codes(accounts: Accounts, count: int, *, via: str) -> list[str
     from authserver.models import AuthorizationCode
     from authserver.models import OAuth2Client
     from authserver.models import User
-    from authserver.services import tokens as token_service
+    from authserver.services import codes as code_service
 
     raw = [new_raw() for _ in range(count)]
     users = accounts.user_ids
@@ -268,7 +268,7 @@ def authorization_codes(accounts: Accounts, count: int, *, via: str) -> list[str
         oauth_client = db.session.get_one(OAuth2Client, accounts.client_pk)
         user_rows = [db.session.get_one(User, pk) for pk in users]
         for i, code in enumerate(raw):
-            token_service.create_authorization_code(
+            code_service.create_authorization_code(
                 code=code,
                 oauth_client=oauth_client,
                 user=user_rows[i % len(user_rows)],

@@ -12,7 +12,7 @@ from flask.cli import AppGroup
 
 from ..models import OAuth2Client
 from ..services import clients as client_service
-from ..services import tokens as token_service
+from ..services import revocation as revocation_service
 from ..services.policies import PROFILES
 from ..services.policies import UNTIL_USED
 from ..services.policies import describe_policy
@@ -388,7 +388,7 @@ def expire_secret(client_id: str, old: bool) -> None:
 def revoke_tokens(client_id: str) -> None:
     """Revoke every token family of a client."""
     oauth_client = client_service.require_client(client_id)
-    count = token_service.revoke_grants(oauth_client=oauth_client, reason="admin")
+    count = revocation_service.revoke_grants(oauth_client=oauth_client, reason="admin")
     click.echo(f"Revoked {count} token famil{'y' if count == 1 else 'ies'}.")
 
 

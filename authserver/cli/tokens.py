@@ -9,6 +9,8 @@ from ..errors import ValidationError
 from ..models import AccessToken
 from ..models import RefreshToken
 from ..services import clients as client_service
+from ..services import purge as purge_service
+from ..services import revocation as revocation_service
 from ..services import tokens as token_service
 from ..services import users as user_service
 from .output import domain_errors
@@ -53,16 +55,16 @@ def revoke(username: str | None, client_id: str | None, raw_token: str | None) -
     if raw_token is not None:
         if len(raw_token) > 512:
             raise ValidationError("no such token")
-        found = token_service.find_token(raw_token)
+        found = revocation_service.find_token(raw_token)
         if found is None:
             raise ValidationError("no such token")
-        revoked = token_service.revoke_family(found.family_id, reason="admin")
+        revoked = revocation_service.revoke_family(found.family_id, reason="admin")
         click.echo("Revoked the token's family." if revoked else "That family was already revoked.")
         return
     # "is not None": an empty --user "" must not fall through to "every family".
     user = user_service.require_user(username) if username is not None else None
     oauth_client = client_service.require_client(client_id) if client_id is not None else None
-    count = token_service.revoke_grants(user=user, oauth_client=oauth_client, reason="admin")
+    count = revocation_service.revoke_grants(user=user, oauth_client=oauth_client, reason="admin")
     click.echo(f"Revoked {count} token famil{'y' if count == 1 else 'ies'}.")
 
 
@@ -78,7 +80,7 @@ def list_command(
     """List token families (grants); never the tokens themselves."""
     user = user_service.require_user(username) if username is not None else None
     oauth_client = client_service.require_client(client_id) if client_id is not None else None
-    families = token_service.list_families(
+    families = revocation_service.list_families(
         user=user, oauth_client=oauth_client, live_only=not include_revoked
     )
     rows = [
@@ -116,7 +118,7 @@ def list_command(
 @json_option
 def purge(as_json: bool) -> None:
     """Erase expired replay ciphertexts, dead codes and dead families (batched)."""
-    result = token_service.purge()
+    result = purge_service.purge()
     document = {
         "ciphertexts_erased": result.ciphertexts,
         "codes_deleted": result.codes,

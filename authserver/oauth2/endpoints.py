@@ -10,7 +10,7 @@ from ..models import AccessToken
 from ..models import OAuth2Client
 from ..models import RefreshToken
 from ..services import clients as client_service
-from ..services import tokens as token_service
+from ..services import revocation as revocation_service
 from ..services.clients import AuthenticatedClient
 from .grants import AUTH_METHODS
 
@@ -44,7 +44,7 @@ class RevocationEndpoint(_RevocationEndpoint):
         raw = request.form["token"]
         if len(raw) > 512:
             return None
-        token = token_service.find_token(raw, request.form.get("token_type_hint"))
+        token = revocation_service.find_token(raw, request.form.get("token_type_hint"))
         # RFC 7009 §2.2: the answer is 200 whether or not the token was valid, so a
         # client cannot probe for other clients' tokens.
         if token is None or _token_client_id(token) != client.id:
@@ -53,4 +53,4 @@ class RevocationEndpoint(_RevocationEndpoint):
 
     def revoke_token(self, token: Token, request: Any) -> None:
         """Revoke through the token service."""
-        token_service.revoke_token(token, oauth_client=request.client)
+        revocation_service.revoke_token(token, oauth_client=request.client)

@@ -14,13 +14,14 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 
 from ..database import read_without_transaction
 from ..database import statements_are_round_trips
+from ..errors import GrantError
+from ..errors import ScopeError
 from ..logs import note_request
 from ..models import OAuth2Client
 from ..security import new_token
-from ..services import tokens as token_service
-from ..services.tokens import GrantError
-from ..services.tokens import RedeemableCode
-from ..services.tokens import ScopeError
+from ..services import codes as code_service
+from ..services import refresh as refresh_service
+from ..services.codes import RedeemableCode
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
@@ -79,7 +80,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def save_authorization_code(self, code: str, request: Any) -> None:
         """Store the code's hash with everything it is bound to."""
         payload = request.payload
-        token_service.create_authorization_code(
+        code_service.create_authorization_code(
             code=code,
             oauth_client=request.client,
             user=request.user,
@@ -111,7 +112,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         """Find a redeemable code; a replayed one revokes its tokens and fails."""
         if not isinstance(code, str) or len(code) > 512:
             return None
-        return token_service.find_authorization_code(code, client)
+        return code_service.find_authorization_code(code, client)
 
     def delete_authorization_code(self, authorization_code: RedeemableCode) -> None:
         """Nothing to do: redemption already marked the code used."""
@@ -129,7 +130,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             raise InvalidGrantError("The user of this code is disabled.")
         client: OAuth2Client = self.request.client
         try:
-            body = token_service.redeem_authorization_code(
+            body = code_service.redeem_authorization_code(
                 code,
                 oauth_client=client,
                 include_refresh_token=client.check_grant_type("refresh_token"),
@@ -149,7 +150,7 @@ class RefreshTokenGrant(grants.BaseGrant, grants.TokenEndpointMixin):
     def validate_token_request(self) -> None:
         """Authenticate the client and check the refresh_token parameter."""
         # PostgreSQL: the client and the presented token are read without BEGIN, and
-        # a rotation is then one statement (services/tokens.py): no BEGIN or COMMIT
+        # a rotation is then one statement (services/refresh.py): no BEGIN or COMMIT
         # round trip. Paths that write more begin their own transaction.
         read_without_transaction()
         presented = self.request.form.get("refresh_token")
@@ -158,7 +159,7 @@ class RefreshTokenGrant(grants.BaseGrant, grants.TokenEndpointMixin):
             # client's cached secret is checked against (SQLite reads them apart, at
             # fewer instructions). Nothing of the row is used or told before the
             # client is authenticated.
-            generation, row = token_service.read_presented_refresh(presented)
+            generation, row = refresh_service.read_presented_refresh(presented)
             self.request.credential_generation = generation
             self.request.presented_refresh = row
         client = self.authenticate_token_endpoint_client()
@@ -175,11 +176,11 @@ class RefreshTokenGrant(grants.BaseGrant, grants.TokenEndpointMixin):
             raise InvalidGrantError("The refresh token is invalid.")
         client_id = self.request.client.client_id
         try:
-            refreshed = token_service.refresh(
+            refreshed = refresh_service.refresh(
                 presented,
                 oauth_client=self.request.client,
                 requested_scope=self.request.form.get("scope"),
-                presented_row=getattr(self.request, "presented_refresh", token_service.NOT_READ),
+                presented_row=getattr(self.request, "presented_refresh", refresh_service.NOT_READ),
             )
         except ScopeError as error:
             # The request log names the grant's owner, refused or not.

@@ -38,7 +38,7 @@ from .audit import record_event
 from .policies import check_profile
 from .policies import describe_policy
 from .policies import policy_for
-from .tokens import revoke_families
+from .revocation import revoke_families
 
 log = logging.getLogger(__name__)
 

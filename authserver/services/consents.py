@@ -16,7 +16,7 @@ from ..models import Consent
 from ..models import OAuth2Client
 from ..models import TokenFamily
 from ..models import User
-from .tokens import revoke_grants
+from .revocation import revoke_grants
 
 
 def has_consent(user: User, oauth_client: OAuth2Client, scope: str) -> bool:

@@ -23,6 +23,7 @@ from ..models import ShimTestPermission
 from ..models import TokenFamily
 from ..models import User
 from . import clients as client_service
+from . import revocation as revocation_service
 from . import tokens as token_service
 from . import users as user_service
 from .audit import record_event
@@ -97,7 +98,7 @@ def revoke_test_tokens(server_id: str) -> bool:
         db.session.commit()
     else:
         # The tokens a shim no longer may mint should not outlive the permission.
-        token_service.revoke_family(family_id, reason="test_tokens_revoked")
+        revocation_service.revoke_family(family_id, reason="test_tokens_revoked")
     return True
 
 

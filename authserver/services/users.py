@@ -20,7 +20,7 @@ from ..models import User
 from ..security import hash_password
 from ..security import verify_password
 from .audit import record_event
-from .tokens import revoke_families
+from .revocation import revoke_families
 
 MAX_PASSWORD_LENGTH = 1024
 

@@ -140,7 +140,7 @@ def test_connected_app_without_tokens_yet_says_so(http, login_as, user, oauth_cl
 
 
 def test_last_activity_ignores_revoked_grants(http, login_as, user, oauth_client):
-    from authserver.services.tokens import revoke_grants
+    from authserver.services.revocation import revoke_grants
 
     with freeze_time("2030-01-01T00:00:00+00:00") as frozen:
         make_tokens(user, oauth_client)

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from authserver.database import db
 from authserver.models import TokenFamily
-from authserver.services import tokens as token_service
+from authserver.services import codes as code_service
 from tests.factories import basic_auth
 
 FROZEN = "2030-01-01T00:00:00+00:00"
@@ -103,14 +103,14 @@ def test_code_expiring_meanwhile_is_refused(
     with freeze_time(FROZEN) as frozen:
         code = get_code(user, oauth_client)
         frozen.tick(599)
-        find = token_service.find_authorization_code
+        find = code_service.find_authorization_code
 
         def find_then_tick(*args: Any, **kwargs: Any) -> Any:
             found = find(*args, **kwargs)
             frozen.tick(1)
             return found
 
-        monkeypatch.setattr(token_service, "find_authorization_code", find_then_tick)
+        monkeypatch.setattr(code_service, "find_authorization_code", find_then_tick)
         response = exchange(code, oauth_client.client_id, client_secret)
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_grant"

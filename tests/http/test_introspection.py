@@ -4,7 +4,7 @@ from freezegun import freeze_time
 
 from authserver.oauth2 import introspection
 from authserver.services import clients as client_service
-from authserver.services import tokens as token_service
+from authserver.services import revocation as revocation_service
 from authserver.services import users as user_service
 from tests.conftest import log_in
 from tests.factories import basic_auth
@@ -183,8 +183,8 @@ def test_introspection_inactive_at_expiry_not_before(user, oauth_client, introsp
 
 
 def test_introspection_inactive_when_revoked(tokens, introspect):
-    found = token_service.find_token(tokens["access_token"])
-    token_service.revoke_family(found.family_id, reason="admin")
+    found = revocation_service.find_token(tokens["access_token"])
+    revocation_service.revoke_family(found.family_id, reason="admin")
     assert_inactive(introspect(tokens["access_token"]))
     assert_inactive(introspect(tokens["refresh_token"]))
 

@@ -7,7 +7,7 @@ from freezegun import freeze_time
 
 from authserver import create_app
 from authserver.services import clients as client_service
-from authserver.services import tokens as token_service
+from authserver.services import revocation as revocation_service
 from authserver.services import users as user_service
 from tests.conftest import base_config
 from tests.factories import make_tokens
@@ -176,14 +176,14 @@ def test_user_info_rejected_at_expiry_not_before(http, user, oauth_client):
 
 
 def test_user_info_rejected_when_family_revoked(http, tokens):
-    found = token_service.find_token(tokens["access_token"])
-    token_service.revoke_family(found.family_id, reason="admin")
+    found = revocation_service.find_token(tokens["access_token"])
+    revocation_service.revoke_family(found.family_id, reason="admin")
     assert_invalid_token(http.get(URL, headers=bearer(tokens["access_token"])))
 
 
 def test_user_info_rejected_when_access_token_revoked(http, oauth_client, tokens):
-    found = token_service.find_token(tokens["access_token"])
-    token_service.revoke_token(found, oauth_client=oauth_client)
+    found = revocation_service.find_token(tokens["access_token"])
+    revocation_service.revoke_token(found, oauth_client=oauth_client)
     assert_invalid_token(http.get(URL, headers=bearer(tokens["access_token"])))
 
 

@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGET = "authserver/services/tokens.py"
+# The modules the mutants change (each pattern occurs once in its own module).
+CODES = "authserver/services/codes.py"
+ROTATION = "authserver/services/refresh.py"
+REVOCATION = "authserver/services/revocation.py"
+ISSUANCE = "authserver/services/tokens.py"
+PURGING = "authserver/services/purge.py"
 # Token usability is a SQL expression on the models (AccessToken.usable).
 MODELS = "authserver/models/oauth2.py"
 TIMEOUT_SECONDS = 600
@@ -50,7 +55,7 @@ class Mutant:
     old: str
     new: str
     tests: tuple[str, ...]
-    target: str = TARGET
+    target: str
 
 
 SAMPLE: tuple[Mutant, ...] = (
@@ -60,30 +65,35 @@ SAMPLE: tuple[Mutant, ...] = (
         'revoke_families([row.family_id], "reuse_detected")\n    db.session.commit()',
         'revoke_families([row.family_id], "reuse_detected")\n    pass',
         (COMMITTED,),
+        ROTATION,
     ),
     Mutant(
         "commit-code-replay-revocation",
         'revoke_families([family_id], "code_replay")\n    db.session.commit()',
         'revoke_families([family_id], "code_replay")\n    pass',
         (COMMITTED,),
+        CODES,
     ),
     Mutant(
         "commit-cli-revoke-family",
         "reason) == 1\n    db.session.commit()\n    return revoked",
         "reason) == 1\n    return revoked",
         (COMMITTED_CLI,),
+        REVOCATION,
     ),
     Mutant(
         "commit-rfc7009-access-token",
         "            .values(revoked_at=utcnow())\n        )\n        db.session.commit()\n",
         "            .values(revoked_at=utcnow())\n        )\n",
         (COMMITTED,),
+        REVOCATION,
     ),
     Mutant(
         "commit-rfc7009-refresh-token",
         'revoke_families([token.family_id], "client_revoked")\n    db.session.commit()',
         'revoke_families([token.family_id], "client_revoked")\n    pass',
         (COMMITTED,),
+        REVOCATION,
     ),
     # Refresh rules checked once, on the presented token.
     Mutant(
@@ -91,36 +101,42 @@ SAMPLE: tuple[Mutant, ...] = (
         '    if found.user_disabled:\n        raise GrantError("The user account is disabled.")\n',
         "",
         (GUARDS,),
+        ROTATION,
     ),
     Mutant(
         "refresh-wider-scope",
         "        if scope.exceeded:\n",
         "        if False:\n",
         (GUARDS,),
+        ROTATION,
     ),
     Mutant(
         "refresh-other-clients-token",
         "if found is None or found.oauth_client_id != oauth_client.id:",
         "if found is None:",
         (REFRESH,),
+        ROTATION,
     ),
     Mutant(
         "refresh-revoked-family",
         "if found.family_revoked_at is not None or found.revoked_at is not None:",
         "if found.revoked_at is not None:",
         (REFRESH, FINDINGS),
+        ROTATION,
     ),
     Mutant(
         "refresh-rotation-off-after-rotation",
         "    if row.rotated_at is None:\n        if scope.exceeded:",
         "    if True:\n        if scope.exceeded:",
         (GUARDS, REFRESH),
+        ROTATION,
     ),
     Mutant(
         "reuse-revokes-family-setting",
         "    if policy.reuse_revokes_family:\n",
         "    if True:\n",
         (REFRESH,),
+        ROTATION,
     ),
     # The claim and replay UPDATEs (interleavings).
     Mutant(
@@ -128,6 +144,7 @@ SAMPLE: tuple[Mutant, ...] = (
         "_refresh.rotated_at.is_(None), _refresh.revoked_at.is_(None))",
         "_refresh.rotated_at.is_(None))",
         (RACES,),
+        ROTATION,
     ),
     Mutant(
         "claim-code-used-at",
@@ -135,6 +152,7 @@ SAMPLE: tuple[Mutant, ...] = (
         "            AuthorizationCode.expires_at",
         "            AuthorizationCode.expires_at",
         (RACES,),
+        CODES,
     ),
     Mutant(
         "claim-code-expiry",
@@ -142,24 +160,28 @@ SAMPLE: tuple[Mutant, ...] = (
         "            AuthorizationCode.expires_at > now,\n",
         "            AuthorizationCode.used_at.is_(None),\n",
         (RACES,),
+        CODES,
     ),
     Mutant(
         "replay-live-family",
         "        successor_unused,\n        family_live,\n",
         "        successor_unused,\n",
         (RACES,),
+        ROTATION,
     ),
     Mutant(
         "replay-window-boundary",
         "RefreshToken.grace_ends_at > now)",
         "RefreshToken.grace_ends_at >= now)",
         (REFRESH,),
+        ROTATION,
     ),
     Mutant(
         "replay-cap-boundary",
         "RefreshToken.replay_count < policy.max_replays",
         "RefreshToken.replay_count <= policy.max_replays",
         (REFRESH,),
+        ROTATION,
     ),
     # Codes.
     Mutant(
@@ -167,6 +189,7 @@ SAMPLE: tuple[Mutant, ...] = (
         "if row is None or row.oauth_client_id != oauth_client.id:",
         "if row is None:",
         (TOKEN,),
+        CODES,
     ),
     Mutant(
         "access-disabled-client",
@@ -202,12 +225,14 @@ SAMPLE: tuple[Mutant, ...] = (
         '"family.revoked",\n            actor=actor,\n            client_id=client_id,',
         '"family.revoked",\n            actor=actor,\n            client_id=None,',
         (GUARDS,),
+        REVOCATION,
     ),
     Mutant(
         "audit-names-user",
         "client_id=client_id,\n            username=username,\n            family=family_id,",
         "client_id=client_id,\n            username=None,\n            family=family_id,",
         (GUARDS,),
+        REVOCATION,
     ),
     Mutant(
         "issue-disabled-user",
@@ -215,6 +240,7 @@ SAMPLE: tuple[Mutant, ...] = (
         '        raise ValidationError(f"user {user.username!r} is disabled")\n',
         "",
         (TOKENS_CLI,),
+        ISSUANCE,
     ),
     Mutant(
         "issue-disabled-client",
@@ -222,6 +248,7 @@ SAMPLE: tuple[Mutant, ...] = (
         '        raise ValidationError(f"client {oauth_client.client_id!r} is disabled")\n',
         "",
         (TOKENS_CLI,),
+        ISSUANCE,
     ),
     # Purge: retention boundaries and families without a usable refresh token.
     Mutant(
@@ -229,24 +256,28 @@ SAMPLE: tuple[Mutant, ...] = (
         "and_(TokenFamily.live(), ~live_refresh, ~live_access)",
         "and_(TokenFamily.live(), ~live_refresh)",
         (PURGE,),
+        PURGING,
     ),
     Mutant(
         "purge-never-expiring-access",
         "or_(AccessToken.expires_at.is_(None), AccessToken.expires_at > now - retention)",
         "AccessToken.expires_at > now - retention",
         (PURGE,),
+        PURGING,
     ),
     Mutant(
         "purge-access-retention",
         "AccessToken.expires_at > now - retention",
         "AccessToken.expires_at > now",
         (PURGE,),
+        PURGING,
     ),
     Mutant(
         "purge-revoked-retention-boundary",
         "TokenFamily.revoked_at <= now - retention,",
         "TokenFamily.revoked_at < now - retention,",
         (PURGE,),
+        PURGING,
     ),
 )
 

@@ -5,7 +5,7 @@ contexts, in .mutation/coverage) and keeps a pristine copy of the mutated packag
 (.mutation/pristine). cosmic-ray then applies one mutant on disk and runs this
 script, which finds the changed line by comparing with the pristine copy and runs
 those tests with -x. A line that runs only at import (the module-level Core
-statements of services/tokens.py, for instance) is credited to no test, so for it
+statements of services/refresh.py, for instance) is credited to no test, so for it
 the tests that execute any line using the names the statement defines are chosen.
 Exit status is pytest's: 0 means the mutant survived.
 """

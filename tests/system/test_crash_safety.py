@@ -28,7 +28,7 @@ from authserver.models import AuthorizationCode
 from authserver.models import RefreshToken
 from authserver.models import TokenFamily
 from authserver.security import hash_token
-from authserver.services import tokens as token_service
+from authserver.services import codes as code_service
 from tests.factories import IFTTT_REDIRECT
 from tests.factories import make_tokens
 
@@ -153,7 +153,7 @@ def test_sigkill_under_load_loses_no_received_token(
     chains = [[make_tokens(user, oauth_client)] for _ in range(CHAINS)]
     codes = [f"crash-code-{n:03d}-" + "c" * 30 for n in range(CODES)]
     for code in codes:
-        token_service.create_authorization_code(
+        code_service.create_authorization_code(
             code=code,
             oauth_client=oauth_client,
             user=user,

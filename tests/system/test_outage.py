@@ -22,7 +22,7 @@ from flask_migrate import upgrade
 from authserver import create_app
 from authserver.database import db
 from authserver.services import clients as client_service
-from authserver.services import tokens as token_service
+from authserver.services import codes as code_service
 from tests.conftest import base_config
 from tests.factories import IFTTT_REDIRECT
 from tests.factories import make_oauth_client
@@ -82,7 +82,7 @@ def arrange(cluster_app: Flask) -> dict[str, Any]:
     resource_server, rs_secret = client_service.register_resource_server("Trigger shim")
     tokens = make_tokens(user, oauth_client)
     code = "outage-code-" + "x" * 30
-    token_service.create_authorization_code(
+    code_service.create_authorization_code(
         code=code,
         oauth_client=oauth_client,
         user=user,

@@ -19,8 +19,8 @@ import requests
 from freezegun import freeze_time
 
 from authserver.services import clients as client_service
+from authserver.services import revocation as revocation_service
 from authserver.services import shim_test_tokens as test_token_service
-from authserver.services import tokens as token_service
 from authserver.shim import IftttService
 from authserver.shim import IntrospectionVerifier
 from tests.factories import make_tokens
@@ -152,7 +152,7 @@ def test_example_shim_passes_shim_check(
     assert call["headers"]["Ifttt-Service-Key"] == SERVICE_KEY
     assert "trigger_identity" in call["body"]["data"][0]
     # Two test runs, one test grant.
-    assert len(token_service.list_families(user=user, oauth_client=oauth_client)) == 1
+    assert len(revocation_service.list_families(user=user, oauth_client=oauth_client)) == 1
 
 
 def test_shim_check_fails_with_a_wrong_key(example, database_url, tmp_path):
@@ -198,8 +198,8 @@ def test_shim_trigger_401_once_token_revoked_without_cache(make_shim, tokens):
     shim = make_shim(cache_seconds=0)
     first = shim.post(TRIGGER, json=FIELDS, headers=bearer(tokens["access_token"]))
     assert first.status_code == 200
-    found = token_service.find_token(tokens["access_token"])
-    token_service.revoke_family(found.family_id, reason="admin")
+    found = revocation_service.find_token(tokens["access_token"])
+    revocation_service.revoke_family(found.family_id, reason="admin")
     assert_ifttt_401(shim.post(TRIGGER, json=FIELDS, headers=bearer(tokens["access_token"])))
 
 

@@ -11,8 +11,11 @@ from authserver.models import AccessToken
 from authserver.models import AuthorizationCode
 from authserver.models import RefreshToken
 from authserver.models import TokenFamily
-from authserver.services import tokens as token_service
-from authserver.services.tokens import PurgeResult
+from authserver.services import codes as code_service
+from authserver.services import purge as purge_service
+from authserver.services import refresh as refresh_service
+from authserver.services import revocation as revocation_service
+from authserver.services.purge import PurgeResult
 
 from ..factories import IFTTT_REDIRECT
 from ..factories import make_tokens
@@ -22,7 +25,7 @@ DAY = 24 * 3600
 
 
 def new_code(user, oauth_client, raw):
-    token_service.create_authorization_code(
+    code_service.create_authorization_code(
         code=raw,
         oauth_client=oauth_client,
         user=user,
@@ -31,7 +34,7 @@ def new_code(user, oauth_client, raw):
         code_challenge=None,
         code_challenge_method=None,
     )
-    return token_service.find_authorization_code(raw, oauth_client)
+    return code_service.find_authorization_code(raw, oauth_client)
 
 
 def count(model, *where):
@@ -39,7 +42,7 @@ def count(model, *where):
 
 
 def family_of(raw_refresh):
-    row = token_service.find_token(raw_refresh, "refresh_token")
+    row = revocation_service.find_token(raw_refresh, "refresh_token")
     assert isinstance(row, RefreshToken)
     return row.family_id
 
@@ -47,13 +50,13 @@ def family_of(raw_refresh):
 def test_successor_ciphertext_kept_inside_grace_and_erased_at_its_end(user, oauth_client):
     with freeze_time(FROZEN) as frozen:
         first = make_tokens(user, oauth_client)
-        token_service.refresh(first["refresh_token"], oauth_client=oauth_client)
+        refresh_service.refresh(first["refresh_token"], oauth_client=oauth_client)
         rotated = RefreshToken.successor_ciphertext.is_not(None)
         frozen.tick(119)
-        assert token_service.purge() == PurgeResult(ciphertexts=0, codes=0, families=0)
+        assert purge_service.purge() == PurgeResult(ciphertexts=0, codes=0, families=0)
         assert count(RefreshToken, rotated) == 1
         frozen.tick(1)
-        assert token_service.purge() == PurgeResult(ciphertexts=1, codes=0, families=0)
+        assert purge_service.purge() == PurgeResult(ciphertexts=1, codes=0, families=0)
         assert count(RefreshToken, rotated) == 0
         # The rotated row itself stays: presenting it again is still reuse detection.
         assert count(RefreshToken) == 2
@@ -64,25 +67,25 @@ def test_expired_code_deleted_one_retention_after_expiry_and_live_code_kept(user
         new_code(user, oauth_client, "expired-code")
         frozen.tick(600 + DAY - 1)
         new_code(user, oauth_client, "live-code")
-        assert token_service.purge().codes == 0
+        assert purge_service.purge().codes == 0
         assert count(AuthorizationCode) == 2
         frozen.tick(1)
-        assert token_service.purge().codes == 1
+        assert purge_service.purge().codes == 1
         assert count(AuthorizationCode) == 1
-        assert token_service.find_authorization_code("live-code", oauth_client) is not None
+        assert code_service.find_authorization_code("live-code", oauth_client) is not None
 
 
 def test_used_code_deleted_one_retention_after_use(user, oauth_client):
     with freeze_time(FROZEN) as frozen:
         code = new_code(user, oauth_client, "used-code")
         frozen.tick(30)
-        token_service.redeem_authorization_code(
+        code_service.redeem_authorization_code(
             code, oauth_client=oauth_client, include_refresh_token=True
         )
         frozen.tick(DAY - 1)
-        assert token_service.purge().codes == 0
+        assert purge_service.purge().codes == 0
         frozen.tick(1)
-        result = token_service.purge()
+        result = purge_service.purge()
         assert result.codes == 1
         assert count(AuthorizationCode) == 0
         # The family the code produced is alive and stays.
@@ -95,16 +98,16 @@ def test_revoked_family_deleted_after_retention_with_its_tokens(user, oauth_clie
         dead = make_tokens(user, oauth_client)
         live = make_tokens(user, oauth_client)
         dead_id = family_of(dead["refresh_token"])
-        token_service.revoke_family(dead_id, reason="admin")
+        revocation_service.revoke_family(dead_id, reason="admin")
         frozen.tick(DAY - 1)
-        assert token_service.purge().families == 0
+        assert purge_service.purge().families == 0
         frozen.tick(1)
-        assert token_service.purge().families == 1
+        assert purge_service.purge().families == 1
         assert db.session.get(TokenFamily, dead_id) is None
         # Tokens go with their family (ON DELETE CASCADE, on SQLite too).
         assert count(AccessToken, AccessToken.family_id == dead_id) == 0
         assert count(RefreshToken, RefreshToken.family_id == dead_id) == 0
-        assert token_service.find_token(live["refresh_token"]) is not None
+        assert revocation_service.find_token(live["refresh_token"]) is not None
 
 
 def test_idle_family_with_live_refresh_token_kept_after_access_tokens_expire(user, oauth_client):
@@ -112,8 +115,8 @@ def test_idle_family_with_live_refresh_token_kept_after_access_tokens_expire(use
     with freeze_time(FROZEN) as frozen:
         tokens = make_tokens(user, oauth_client)
         frozen.tick(365 * DAY)
-        assert token_service.purge() == PurgeResult(ciphertexts=0, codes=0, families=0)
-        assert token_service.refresh(tokens["refresh_token"], oauth_client=oauth_client).body[
+        assert purge_service.purge() == PurgeResult(ciphertexts=0, codes=0, families=0)
+        assert refresh_service.refresh(tokens["refresh_token"], oauth_client=oauth_client).body[
             "access_token"
         ]
 
@@ -123,7 +126,7 @@ def test_purge_commits_once_per_batch(user, oauth_client, rows, commits):
     with freeze_time(FROZEN) as frozen:
         for _ in range(rows):
             family_id = family_of(make_tokens(user, oauth_client)["refresh_token"])
-            token_service.revoke_family(family_id, reason="admin")
+            revocation_service.revoke_family(family_id, reason="admin")
         frozen.tick(DAY)
         seen = []
 
@@ -133,7 +136,7 @@ def test_purge_commits_once_per_batch(user, oauth_client, rows, commits):
         session = db.session()
         event.listen(session, "after_commit", on_commit)
         try:
-            result = token_service.purge(batch_size=2)
+            result = purge_service.purge(batch_size=2)
         finally:
             event.remove(session, "after_commit", on_commit)
         assert result == PurgeResult(ciphertexts=0, codes=0, families=rows)
@@ -144,7 +147,7 @@ def test_purge_commits_once_per_batch(user, oauth_client, rows, commits):
 def test_purge_cli_reports_counts_as_json(cli, user, oauth_client):
     with freeze_time(FROZEN) as frozen:
         family_id = family_of(make_tokens(user, oauth_client)["refresh_token"])
-        token_service.revoke_family(family_id, reason="admin")
+        revocation_service.revoke_family(family_id, reason="admin")
         frozen.tick(timedelta(days=1))
         result = cli.invoke(args=["tokens", "purge", "--json"])
     assert result.exit_code == 0, result.output
@@ -153,7 +156,7 @@ def test_purge_cli_reports_counts_as_json(cli, user, oauth_client):
 
 def redeem_without_refresh_token(user, oauth_client, raw):
     code = new_code(user, oauth_client, raw)
-    return token_service.redeem_authorization_code(
+    return code_service.redeem_authorization_code(
         code, oauth_client=oauth_client, include_refresh_token=False
     )
 
@@ -164,12 +167,12 @@ def test_family_without_refresh_token_kept_until_retention_after_access_expiry(u
         body = redeem_without_refresh_token(user, oauth_client, "no-refresh")
         assert "refresh_token" not in body
         frozen.tick(3600 - 1)
-        assert token_service.purge().families == 0
+        assert purge_service.purge().families == 0
         frozen.tick(1 + DAY - 1)
-        assert token_service.purge().families == 0
+        assert purge_service.purge().families == 0
         assert count(TokenFamily) == 1
         frozen.tick(1)
-        assert token_service.purge().families == 1
+        assert purge_service.purge().families == 1
         assert count(TokenFamily) == 0
 
 
@@ -179,7 +182,7 @@ def test_family_without_refresh_token_kept_while_access_token_never_expires(user
         body = redeem_without_refresh_token(user, oauth_client, "no-refresh")
         assert "expires_in" not in body
         frozen.tick(365 * DAY)
-        assert token_service.purge().families == 0
+        assert purge_service.purge().families == 0
         assert count(TokenFamily) == 1
 
 
@@ -192,10 +195,10 @@ def test_used_code_deleted_one_retention_after_use_while_its_expiry_is_more_rece
     with freeze_time(FROZEN) as frozen:
         code = new_code(user, oauth_client, "used-early")
         frozen.tick(30)
-        token_service.redeem_authorization_code(
+        code_service.redeem_authorization_code(
             code, oauth_client=oauth_client, include_refresh_token=True
         )
         frozen.tick(DAY + 60)
         assert count(AuthorizationCode) == 1
-        assert token_service.purge().codes == 1
+        assert purge_service.purge().codes == 1
         assert count(AuthorizationCode) == 0
