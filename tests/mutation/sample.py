@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.mutation.pytest_command import pytest_command
+
 ROOT = Path(__file__).resolve().parents[2]
 # The modules the mutants change (each pattern occurs once in its own module).
 CODES = "authserver/services/codes.py"
@@ -310,18 +312,7 @@ def run(mutant: Mutant, work: Path, original: str) -> tuple[str, float]:
     started = time.monotonic()
     try:
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-x",
-                "-p",
-                "no:randomly",
-                "-p",
-                "no:cacheprovider",
-                *mutant.tests,
-            ],
+            pytest_command(mutant.tests),
             cwd=work,
             capture_output=True,
             text=True,

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from coverage import CoverageData
 
+from tests.mutation.pytest_command import pytest_command
+
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".mutation"
 PACKAGES = ("authserver/services", "authserver/oauth2")
@@ -153,18 +155,7 @@ def main() -> int:
         imported = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, check=False)
         print(f"select_tests: no test executes {relative}:{line}; import of {module} checked")
         return imported.returncode
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-x",
-        "-p",
-        "no:randomly",
-        "-p",
-        "no:cacheprovider",
-        *sorted(tests),
-    ]
+    command = pytest_command(sorted(tests))
     return subprocess.run(command, cwd=ROOT, check=False).returncode
 
 
