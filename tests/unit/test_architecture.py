@@ -95,6 +95,36 @@ def test_lower_layers_do_not_read_the_request(layer):
     assert wrong == []
 
 
+def import_cycles(layer: str) -> list[list[str]]:
+    """Return the import cycles among one layer's modules (each as a path of names)."""
+    names = {module_name(path): path for path in files_of(layer)}
+    graph = {
+        name: sorted({project_module(m, n) for m, n, _ in imports_of(path)} & names.keys())
+        for name, path in names.items()
+    }
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycles.append([*trail[trail.index(name) :], name])
+            return
+        if name in done:
+            return
+        for target in graph[name]:
+            visit(target, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    return cycles
+
+
+def test_services_import_one_another_without_cycles():
+    """The token services depend one way: codes and refresh use tokens and revocation."""
+    assert import_cycles("services") == []
+
+
 @pytest.mark.parametrize(
     "module", ["database", "extensions", "clock", "errors", "security", "signals"]
 )
@@ -119,3 +149,7 @@ def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
         test_lower_layers_import_only_downward("services")
     with pytest.raises(AssertionError):
         test_lower_layers_do_not_read_the_request("services")
+    (services / "tokens.py").write_text("from .bad import x\n")
+    assert import_cycles("services") == [
+        ["authserver.services.bad", "authserver.services.tokens", "authserver.services.bad"]
+    ]
