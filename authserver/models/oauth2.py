@@ -80,12 +80,13 @@ class _SecretHolder:
         return sorted(live, key=lambda s: (s.created_at, s.id), reverse=True)
 
 
-class ClientRules:
+class ClientRulesMixin:
     """What Authlib asks of a client, from plain attributes.
 
     Shared by the OAuth2Client model and services.clients.AuthenticatedClient (the
     token endpoint's client, read with its secret in one Core query), so the rules
-    exist once whichever object carries them.
+    exist once whichever object carries them. What the services read of either is
+    the ``services.interfaces.ClientRules`` Protocol.
     """
 
     id: int
@@ -155,7 +156,7 @@ class ClientRules:
         return timedelta(seconds=seconds)
 
 
-class OAuth2Client(ClientRules, _SecretHolder, Model):
+class OAuth2Client(ClientRulesMixin, _SecretHolder, Model):
     """A registered OAuth client such as IFTTT."""
 
     __tablename__ = "oauth2_clients"

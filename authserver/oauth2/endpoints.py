@@ -7,11 +7,11 @@ from typing import Any
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 
 from ..models import AccessToken
-from ..models import OAuth2Client
 from ..models import RefreshToken
 from ..services import clients as client_service
 from ..services import revocation as revocation_service
 from ..services.clients import AuthenticatedClient
+from ..services.interfaces import ClientRules
 from .grants import AUTH_METHODS
 
 Token = AccessToken | RefreshToken
@@ -38,7 +38,7 @@ class RevocationEndpoint(_RevocationEndpoint):
             client_service.note_secret_use(oauth_client.matched)
         return oauth_client
 
-    def authenticate_token(self, request: Any, client: OAuth2Client) -> Token | None:
+    def authenticate_token(self, request: Any, client: ClientRules) -> Token | None:
         """Find the token; another client's token is ignored, not revealed."""
         self.check_params(request, client)
         raw = request.form["token"]

@@ -18,10 +18,12 @@ from ..errors import GrantError
 from ..errors import ScopeError
 from ..logs import note_request
 from ..models import OAuth2Client
+from ..models.oauth2 import ClientRulesMixin
 from ..security import new_token
 from ..services import codes as code_service
 from ..services import refresh as refresh_service
 from ..services.codes import RedeemableCode
+from ..services.interfaces import ClientRules
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
@@ -104,11 +106,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         code: RedeemableCode = self.request.authorization_code
         presented = self.request.payload.redirect_uri
         if code.redirect_uri is None and presented is not None:
-            client: OAuth2Client = self.request.client
+            client: ClientRulesMixin = self.request.client
             if presented != client.get_default_redirect_uri():
                 raise InvalidGrantError("Invalid 'redirect_uri' in request.")
 
-    def query_authorization_code(self, code: str, client: OAuth2Client) -> RedeemableCode | None:
+    def query_authorization_code(self, code: str, client: ClientRules) -> RedeemableCode | None:
         """Find a redeemable code; a replayed one revokes its tokens and fails."""
         if not isinstance(code, str) or len(code) > 512:
             return None
@@ -128,7 +130,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         code: RedeemableCode = self.request.authorization_code
         if self.authenticate_user(code) is None:
             raise InvalidGrantError("The user of this code is disabled.")
-        client: OAuth2Client = self.request.client
+        # The row, or the AuthenticatedClient of a client that proved its secret.
+        client: ClientRulesMixin = self.request.client
         try:
             body = code_service.redeem_authorization_code(
                 code,

@@ -25,6 +25,7 @@ from ..models import AuthorizationCode
 from ..models import OAuth2Client
 from ..models import User
 from ..security import hash_token
+from .interfaces import ClientRules
 from .policies import policy_for
 from .revocation import revoke_families
 from .tokens import FamilyRef
@@ -116,7 +117,7 @@ _PRESENTED_CODE = (
 )
 
 
-def find_authorization_code(code: str, oauth_client: Any) -> RedeemableCode | None:
+def find_authorization_code(code: str, oauth_client: ClientRules) -> RedeemableCode | None:
     """Return a redeemable code of this client, or None.
 
     A code that was already used is a replay: RFC 6749 §4.1.2 says the tokens issued
@@ -142,7 +143,7 @@ def find_authorization_code(code: str, oauth_client: Any) -> RedeemableCode | No
     )
 
 
-def _handle_code_replay(code_id: int, oauth_client: OAuth2Client) -> None:
+def _handle_code_replay(code_id: int, oauth_client: ClientRules) -> None:
     db.session.rollback()
     family_id = db.session.scalar(
         select(AuthorizationCode.family_id).where(AuthorizationCode.id == code_id)
@@ -156,7 +157,7 @@ def _handle_code_replay(code_id: int, oauth_client: OAuth2Client) -> None:
 
 
 def redeem_authorization_code(
-    code: RedeemableCode, *, oauth_client: OAuth2Client, include_refresh_token: bool
+    code: RedeemableCode, *, oauth_client: ClientRules, include_refresh_token: bool
 ) -> dict[str, Any]:
     """Consume a code and issue the first tokens of a new family; commit.
 

@@ -16,7 +16,7 @@ from typing import Any
 from flask import current_app
 
 from ..errors import ValidationError
-from ..models.oauth2 import ClientRules
+from .interfaces import ClientRules
 
 PROFILES = ("ifttt", "google", "alexa", "strict")
 #: Grace value meaning "until the successor is first used, with no time bound".

@@ -40,7 +40,6 @@ from ..errors import GrantError
 from ..errors import ScopeError
 from ..models import AccessToken
 from ..models import CredentialChanges
-from ..models import OAuth2Client
 from ..models import RefreshToken
 from ..models import TokenFamily
 from ..models import User
@@ -48,6 +47,7 @@ from ..security import hash_token
 from ..security import new_token
 from ..security import open_successor
 from ..security import seal_successor
+from .interfaces import ClientRules
 from .policies import TokenPolicy
 from .policies import policy_for
 from .revocation import revoke_families
@@ -213,7 +213,7 @@ class _ScopeRequest:
 
 
 def _refresh_scope(
-    family_scope: str, oauth_client: OAuth2Client, requested: str | None
+    family_scope: str, oauth_client: ClientRules, requested: str | None
 ) -> _ScopeRequest:
     """Apply RFC 6749 §6 and the client's current scopes to a refresh request.
 
@@ -244,7 +244,7 @@ NOT_READ: Any = object()
 def refresh(
     presented: str,
     *,
-    oauth_client: OAuth2Client,
+    oauth_client: ClientRules,
     requested_scope: str | None = None,
     presented_row: Any = NOT_READ,
 ) -> Refreshed:
@@ -282,7 +282,7 @@ def refresh(
 def _exchange(
     found: Any,
     presented: str,
-    oauth_client: OAuth2Client,
+    oauth_client: ClientRules,
     policy: TokenPolicy,
     requested_scope: str | None,
     now: datetime,
@@ -409,7 +409,7 @@ _SUCCESSOR_OF = (
 def _replay(
     row: PresentedRefresh,
     presented: str,
-    oauth_client: OAuth2Client,
+    oauth_client: ClientRules,
     policy: TokenPolicy,
     scope: _ScopeRequest,
 ) -> dict[str, Any]:
@@ -497,7 +497,7 @@ def _replay(
 
 
 def _reuse_detected(
-    row: PresentedRefresh, oauth_client: OAuth2Client, policy: TokenPolicy, *, why: str
+    row: PresentedRefresh, oauth_client: ClientRules, policy: TokenPolicy, *, why: str
 ) -> NoReturn:
     """Refuse a used refresh token; revoke its family (RFC 9700 §4.14.2); commit."""
     end_read_without_transaction()
