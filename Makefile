@@ -106,7 +106,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	$(BIN)/python -m ruff check authserver tests bench examples migrations
 	$(BIN)/python -m ruff format --check authserver tests bench examples migrations
-	$(BIN)/python -m mypy authserver
+	$(BIN)/python -m mypy authserver tests
 
 # Load-test a real `authserver serve` with wrk (apt-get install wrk) and rewrite the
 # generated part of $(BENCH_OUTPUT); e.g. make bench BENCH_ARGS='--db both'.

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask import has_app_context
 from flask.testing import FlaskClient
 from flask.testing import FlaskCliRunner
 from flask_migrate import upgrade
@@ -106,15 +107,13 @@ def _in_own_context(call: Callable[[], Any]) -> Any:
     uncommitted writes the call must not see) and after (so the test then reads the
     call's committed effects, and only those, through its own connection).
     """
-    from flask.globals import _cv_app
-
-    outer = _cv_app.get(None)
-    if outer is not None:
+    outer = has_app_context()
+    if outer:
         db.session.rollback()
     try:
         return contextvars.Context().run(call)
     finally:
-        if outer is not None:
+        if outer:
             db.session.rollback()
 
 
@@ -132,12 +131,13 @@ class OwnContextCliRunner(FlaskCliRunner):
     ``app.cli``), which pushes the app context for each command as it does in use.
     """
 
-    def invoke(self, cli: Any = None, args: Any = None, **kwargs: Any) -> Any:
+    # The same signature as FlaskCliRunner.invoke, which itself narrows click's.
+    def invoke(self, cli: Any = None, args: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
         from authserver.cli import build_cli
 
         group = build_cli() if cli is None else cli
-        parent = super()
-        return _in_own_context(lambda: parent.invoke(group, args, **kwargs))
+        invoke = super().invoke
+        return _in_own_context(lambda: invoke(group, args, **kwargs))
 
 
 @pytest.fixture
@@ -197,8 +197,6 @@ def verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record the hash of every argon2 verification (timing checks count them)."""
     from argon2 import PasswordHasher
 
-    from authserver import security
-
     calls: list[str] = []
     original = PasswordHasher.verify
 
@@ -206,7 +204,7 @@ def verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(hash)
         return original(self, hash, password)
 
-    monkeypatch.setattr(security.PasswordHasher, "verify", counting)
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
     return calls
 
 

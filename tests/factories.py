@@ -47,6 +47,12 @@ def make_oauth_client(**overrides: Any) -> tuple[OAuth2Client, str | None]:
     return client_service.register_client(name, **fields)
 
 
+def make_confidential_client(**overrides: Any) -> tuple[OAuth2Client, str]:
+    oauth_client, secret = make_oauth_client(**overrides)
+    assert secret is not None, "a confidential client has a secret"
+    return oauth_client, secret
+
+
 def make_tokens(user: User, oauth_client: OAuth2Client) -> dict[str, Any]:
     return token_service.issue_tokens_for(user, oauth_client, scope=None)
 

@@ -117,7 +117,7 @@ def routes(app) -> dict[tuple[str, str], str]:
 
 
 def documented_routes() -> set[tuple[str, str]]:
-    documented = set()
+    documented: set[tuple[str, str]] = set()
     for cell in table_rows("Endpoints"):
         for span in re.findall(r"`([^`]*)`", cell):
             methods, _, path = span.partition(" ")

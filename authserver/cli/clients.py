@@ -11,6 +11,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from ..models import OAuth2Client
+from ..models import ResourceServer
 from ..services import clients as client_service
 from ..services import tokens as token_service
 from ..services.policies import PROFILES
@@ -26,9 +27,7 @@ from .output import human
 from .output import iso
 from .output import json_option
 from .output import seconds_text
-from .secrets_commands import DEFAULT_OVERLAP
-from .secrets_commands import print_rotation
-from .secrets_commands import print_secrets
+from .secrets_commands import add_secret_commands
 
 clients = AppGroup("clients", help="Register and manage OAuth clients (such as IFTTT).")
 
@@ -336,52 +335,6 @@ def enable(client_id: str) -> None:
     click.echo(f"Enabled client {client_id}.")
 
 
-@clients.command("rotate-secret")
-@click.argument("client_id")
-@click.option(
-    "--overlap",
-    type=Duration(),
-    default="24h",
-    show_default=True,
-    help="How long the previous secret keeps working (90s, 15m, 24h, 7d, 0).",
-)
-@json_option
-@domain_errors
-def rotate_secret(client_id: str, overlap: timedelta, as_json: bool) -> None:
-    """Issue a new secret; the previous one works until the overlap ends."""
-    oauth_client = client_service.require_client(client_id)
-    if not oauth_client.is_confidential:
-        raise click.ClickException(f"client {client_id} is public and has no secret")
-    issued = client_service.rotate_secret(oauth_client, overlap=overlap, owner_id=client_id)
-    print_rotation("client", issued, as_json, "client_id")
-
-
-@clients.command("secrets")
-@click.argument("client_id")
-@json_option
-@domain_errors
-def list_secrets(client_id: str, as_json: bool) -> None:
-    """List a client's live secrets (created, expiry, last use; never the value)."""
-    print_secrets(client_service.require_client(client_id), as_json)
-
-
-@clients.command("expire-secret")
-@click.argument("client_id")
-@click.option("--old", "old", is_flag=True, help="End the previous secret's overlap now.")
-@domain_errors
-def expire_secret(client_id: str, old: bool) -> None:
-    """End the overlap now: only the newest secret keeps working."""
-    if not old:
-        raise click.UsageError("say which secret to expire: --old")
-    oauth_client = client_service.require_client(client_id)
-    ended = client_service.expire_old_secrets(oauth_client, owner_id=client_id)
-    click.echo(
-        f"Ended {ended} previous secret(s) of {client_id}."
-        if ended
-        else f"Client {client_id} has no previous secret in an overlap."
-    )
-
-
 @clients.command("revoke-tokens")
 @click.argument("client_id")
 @domain_errors
@@ -392,4 +345,18 @@ def revoke_tokens(client_id: str) -> None:
     click.echo(f"Revoked {count} token famil{'y' if count == 1 else 'ies'}.")
 
 
-__all__ = ["DEFAULT_OVERLAP", "clients"]
+def _must_be_confidential(oauth_client: OAuth2Client | ResourceServer, client_id: str) -> None:
+    if isinstance(oauth_client, OAuth2Client) and not oauth_client.is_confidential:
+        raise click.ClickException(f"client {client_id} is public and has no secret")
+
+
+add_secret_commands(
+    clients,
+    noun="client",
+    argument="client_id",
+    id_key="client_id",
+    require=client_service.require_client,
+    can_rotate=_must_be_confidential,
+)
+
+__all__ = ["clients"]

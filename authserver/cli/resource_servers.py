@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 
 import click
 from flask.cli import AppGroup
@@ -11,14 +10,12 @@ from flask.cli import AppGroup
 from ..models import ResourceServer
 from ..services import clients as client_service
 from ..services import shim_test_tokens as test_token_service
-from .output import Duration
 from .output import domain_errors
 from .output import emit_json
 from .output import emit_table
 from .output import iso
 from .output import json_option
-from .secrets_commands import print_rotation
-from .secrets_commands import print_secrets
+from .secrets_commands import add_secret_commands
 
 resource_servers = AppGroup(
     "resource-servers", help="Register the shims allowed to introspect tokens."
@@ -77,50 +74,6 @@ def delete(server_id: str, yes: bool) -> None:
     click.echo(f"Deleted resource server {server_id}.")
 
 
-@resource_servers.command("rotate-secret")
-@click.argument("server_id")
-@click.option(
-    "--overlap",
-    type=Duration(),
-    default="24h",
-    show_default=True,
-    help="How long the previous secret keeps working (90s, 15m, 24h, 7d, 0).",
-)
-@json_option
-@domain_errors
-def rotate_secret(server_id: str, overlap: timedelta, as_json: bool) -> None:
-    """Issue a new secret; the previous one works until the overlap ends."""
-    server = client_service.require_resource_server(server_id)
-    issued = client_service.rotate_secret(server, overlap=overlap, owner_id=server_id)
-    print_rotation("resource server", issued, as_json, "id")
-
-
-@resource_servers.command("secrets")
-@click.argument("server_id")
-@json_option
-@domain_errors
-def list_secrets(server_id: str, as_json: bool) -> None:
-    """List a resource server's live secrets (never the value)."""
-    print_secrets(client_service.require_resource_server(server_id), as_json)
-
-
-@resource_servers.command("expire-secret")
-@click.argument("server_id")
-@click.option("--old", "old", is_flag=True, help="End the previous secret's overlap now.")
-@domain_errors
-def expire_secret(server_id: str, old: bool) -> None:
-    """End the overlap now: only the newest secret keeps working."""
-    if not old:
-        raise click.UsageError("say which secret to expire: --old")
-    server = client_service.require_resource_server(server_id)
-    ended = client_service.expire_old_secrets(server, owner_id=server_id)
-    click.echo(
-        f"Ended {ended} previous secret(s) of {server_id}."
-        if ended
-        else f"Resource server {server_id} has no previous secret in an overlap."
-    )
-
-
 @resource_servers.command("allow-test-tokens")
 @click.argument("server_id")
 @click.option("--user", "username", help="The test user the tokens belong to.")
@@ -148,3 +101,12 @@ def allow_test_tokens(
         f"Resource server {server_id} may mint test tokens for {username} "
         f"through {client_id} (POST /shim/test-token)."
     )
+
+
+add_secret_commands(
+    resource_servers,
+    noun="resource server",
+    argument="server_id",
+    id_key="id",
+    require=client_service.require_resource_server,
+)

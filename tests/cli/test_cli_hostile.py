@@ -164,14 +164,14 @@ def test_write_with_hostile_value_never_crashes_or_stores_garbage(cli, world, te
             assert result.exit_code != 0, (context, result.output[:300])
     # Nothing stored holds a NUL or a 10 kB value.
     db.session.expire_all()
-    for row in db.session.scalars(select(User)):
-        assert "\x00" not in row.username + row.name + (row.email or "")
-        assert len(row.username) <= 150
-    for row in db.session.scalars(select(OAuth2Client)):
-        assert "\x00" not in row.client_id + row.name
-        assert len(row.name) <= 200
-    for row in db.session.scalars(select(ResourceServer)):
-        assert "\x00" not in row.name
+    for user in db.session.scalars(select(User)):
+        assert "\x00" not in user.username + user.name + (user.email or "")
+        assert len(user.username) <= 150
+    for oauth_client in db.session.scalars(select(OAuth2Client)):
+        assert "\x00" not in oauth_client.client_id + oauth_client.name
+        assert len(oauth_client.name) <= 200
+    for server in db.session.scalars(select(ResourceServer)):
+        assert "\x00" not in server.name
 
 
 @pytest.mark.parametrize("template", PARSED, ids=[_label(t) for t in PARSED])

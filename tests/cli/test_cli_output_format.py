@@ -3,6 +3,7 @@
 import json
 import re
 from datetime import timedelta
+from typing import Any
 
 from freezegun import freeze_time
 
@@ -75,7 +76,7 @@ def test_audit_puts_each_kind_of_id_in_its_own_column(cli, user, oauth_client):
     for row in rows:
         assert "resource_server" not in row["details"], row
         assert "family" not in row["details"], row
-    by_type = {}
+    by_type: dict[str, Any] = {}
     for row in rows:
         by_type.setdefault(row["type"], []).append(row)
     assert {r["resource_server"] for r in by_type["resource_server.created"]} == {server.server_id}

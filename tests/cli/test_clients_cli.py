@@ -1,5 +1,6 @@
 import json
 import logging
+import secrets
 
 import pytest
 from freezegun import freeze_time
@@ -390,7 +391,7 @@ def test_create_text_output_shows_id_and_secret(cli):
     )
     assert "client_id:" in result.stdout
     assert "client_secret:" in result.stdout
-    oauth_client = db.session.scalar(select(OAuth2Client))
+    oauth_client = db.session.scalars(select(OAuth2Client)).one()
     assert oauth_client.redirect_uris == [IFTTT_REDIRECT, STAGING_REDIRECT]
     assert oauth_client.scopes == ["ifttt", "extra"]
 
@@ -749,9 +750,9 @@ def test_generated_client_id_never_starts_with_a_dash(cli, monkeypatch):
     # token_urlsafe draws from A-Z a-z 0-9 - _: one id in 64 began with "-", and
     # `authserver clients show -Ox…` then reads the id as an option.
     drawn = ["-Oleading-dash-xxxxxxxxx", "_underscore-first-xxxxxx", "Good-id_first-xxxxxxxxx"]
-    real = client_service.std_secrets.token_urlsafe
+    real = secrets.token_urlsafe
     monkeypatch.setattr(
-        client_service.std_secrets,
+        secrets,
         "token_urlsafe",
         lambda size: drawn.pop(0) if size == 18 and drawn else real(size),
     )

@@ -75,16 +75,16 @@ def secret_lookups(statements):
 
 
 def test_second_introspection_skips_the_secret_lookup(http, shim, access_token, statements):
-    assert introspect(http, *shim, access_token).get_json()["active"] is True
+    assert introspect(http, shim[0], shim[1], access_token).get_json()["active"] is True
     assert len(secret_lookups(statements)) == 1
-    assert introspect(http, *shim, access_token).get_json()["active"] is True
+    assert introspect(http, shim[0], shim[1], access_token).get_json()["active"] is True
     assert len(secret_lookups(statements)) == 1
 
 
 @pytest.mark.app_config(CREDENTIAL_CACHE_SECONDS=0)
 def test_cache_off_looks_the_secret_up_every_time(http, shim, access_token, statements):
     for _ in range(2):
-        assert introspect(http, *shim, access_token).status_code == 200
+        assert introspect(http, shim[0], shim[1], access_token).status_code == 200
     assert len(secret_lookups(statements)) == 2
 
 
@@ -103,41 +103,41 @@ def test_cache_off_reads_no_generation(http, shim, access_token, monkeypatch):
 
 
 def test_wrong_secret_refused_even_when_the_right_one_is_cached(http, shim, access_token):
-    assert introspect(http, *shim, access_token).status_code == 200
+    assert introspect(http, shim[0], shim[1], access_token).status_code == 200
     assert introspect(http, shim[0], shim[1] + "x", access_token).status_code == 401
     assert introspect(http, "rs_other", shim[1], access_token).status_code == 401
 
 
 def test_disabled_resource_server_refused_at_once(http, shim, access_token):
-    assert introspect(http, *shim, access_token).status_code == 200
+    assert introspect(http, shim[0], shim[1], access_token).status_code == 200
     # Behind the app's back, as an admin with psql would: the trigger still counts it.
     db.session.execute(
         update(ResourceServer).where(ResourceServer.server_id == shim[0]).values(disabled=True)
     )
     db.session.commit()
-    assert introspect(http, *shim, access_token).status_code == 401
+    assert introspect(http, shim[0], shim[1], access_token).status_code == 401
 
 
 def test_deleted_resource_server_refused_at_once(http, shim, access_token):
-    assert introspect(http, *shim, access_token).status_code == 200
+    assert introspect(http, shim[0], shim[1], access_token).status_code == 200
     client_service.delete_resource_server(shim[0])
-    assert introspect(http, *shim, access_token).status_code == 401
+    assert introspect(http, shim[0], shim[1], access_token).status_code == 401
 
 
 def test_rotated_out_secret_refused_at_once(http, shim, access_token):
-    assert introspect(http, *shim, access_token).status_code == 200
+    assert introspect(http, shim[0], shim[1], access_token).status_code == 200
     server = client_service.require_resource_server(shim[0])
     issued = client_service.rotate_secret(server, overlap=timedelta(0), owner_id=shim[0])
-    assert introspect(http, *shim, access_token).status_code == 401
+    assert introspect(http, shim[0], shim[1], access_token).status_code == 401
     assert introspect(http, shim[0], issued.secret, access_token).status_code == 200
 
 
 def test_old_secret_refused_at_once_when_its_overlap_is_ended(http, shim, access_token):
     server = client_service.require_resource_server(shim[0])
     issued = client_service.rotate_secret(server, overlap=timedelta(hours=1), owner_id=shim[0])
-    assert introspect(http, *shim, access_token).status_code == 200
+    assert introspect(http, shim[0], shim[1], access_token).status_code == 200
     client_service.expire_old_secrets(server, owner_id=shim[0])
-    assert introspect(http, *shim, access_token).status_code == 401
+    assert introspect(http, shim[0], shim[1], access_token).status_code == 401
     assert introspect(http, shim[0], issued.secret, access_token).status_code == 200
 
 

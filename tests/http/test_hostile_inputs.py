@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -17,6 +18,7 @@ from tests.factories import IFTTT_REDIRECT
 from tests.factories import PASSWORD
 from tests.factories import authorize_url
 from tests.factories import basic_auth
+from tests.factories import make_confidential_client
 from tests.factories import make_oauth_client
 from tests.factories import make_tokens
 from tests.factories import make_user
@@ -70,7 +72,7 @@ def _fields(value):
 
 
 # name -> (query string, request kwargs); a dict body gets a valid CSRF token added.
-PAYLOADS = {
+PAYLOADS: dict[str, tuple[str, dict[str, Any]]] = {
     "empty body": ("", {"data": b"", "content_type": FORM}),
     "huge body": ("", {"data": b"token=" + b"x" * 200_000, "content_type": FORM}),
     "json instead of form": (
@@ -322,7 +324,7 @@ def test_basic_credentials_are_form_urlencoded(http, app, user):
 
 
 def test_client_id_with_another_clients_secret_is_invalid_client(http, world, oauth_client):
-    _other, other_secret = make_oauth_client()
+    _other, other_secret = make_confidential_client()
     for headers, data in (
         (basic_auth(oauth_client.client_id, other_secret), {}),
         ({}, {"client_id": oauth_client.client_id, "client_secret": other_secret}),
@@ -354,7 +356,7 @@ def test_confidential_client_without_secret_is_invalid_client(http, world, oauth
 
 
 def test_other_clients_refresh_token_is_invalid_grant(http, world):
-    other, other_secret = make_oauth_client()
+    other, other_secret = make_confidential_client()
     response = http.post(
         "/oauth/token",
         data={"grant_type": "refresh_token", "refresh_token": world["tokens"]["refresh_token"]},
@@ -365,7 +367,7 @@ def test_other_clients_refresh_token_is_invalid_grant(http, world):
 
 
 def test_other_client_cannot_introspect_or_revoke_a_token(http, world):
-    other, other_secret = make_oauth_client()
+    other, other_secret = make_confidential_client()
     auth = basic_auth(other.client_id, other_secret)
     access = world["tokens"]["access_token"]
     introspection = http.post("/oauth/introspect", data={"token": access}, headers=auth)

@@ -8,6 +8,7 @@ from authserver.services import tokens as token_service
 from authserver.services import users as user_service
 from tests.conftest import log_in
 from tests.factories import basic_auth
+from tests.factories import make_confidential_client
 from tests.factories import make_oauth_client
 from tests.factories import make_tokens
 from tests.factories import make_user
@@ -184,6 +185,7 @@ def test_introspection_inactive_at_expiry_not_before(user, oauth_client, introsp
 
 def test_introspection_inactive_when_revoked(tokens, introspect):
     found = token_service.find_token(tokens["access_token"])
+    assert found is not None
     token_service.revoke_family(found.family_id, reason="admin")
     assert_inactive(introspect(tokens["access_token"]))
     assert_inactive(introspect(tokens["refresh_token"]))
@@ -205,7 +207,7 @@ def test_introspection_client_sees_its_own_token(http, tokens, oauth_client, cli
 
 
 def test_introspection_inactive_for_other_clients_token(http, tokens):
-    other, other_secret = make_oauth_client(name="Other")
+    other, other_secret = make_confidential_client(name="Other")
     response = http.post(
         URL,
         data={"token": tokens["access_token"]},
@@ -296,7 +298,7 @@ def test_introspection_omits_exp_for_non_expiring_token(tokens, introspect):
 
 def test_introspection_inactive_for_a_later_clients_token(http, user):
     """Whichever client was registered first, one never sees another's token."""
-    caller, caller_secret = make_oauth_client(name="Registered first")
+    caller, caller_secret = make_confidential_client(name="Registered first")
     owner, _owner_secret = make_oauth_client(name="Registered later")
     assert owner.id > caller.id
     response = http.post(

@@ -62,7 +62,7 @@ def test_replay_one_second_before_window_end_then_reuse_at_end(
             == 400
         )
         assert user_info(http, successor["access_token"]).status_code == 401
-        assert db.session.scalar(select(TokenFamily)).revoke_reason == "reuse_detected"
+        assert db.session.scalars(select(TokenFamily)).one().revoke_reason == "reuse_detected"
 
 
 def test_grandparent_reuse_revokes_family(http, oauth_client, client_secret, first_pair, refresh):
@@ -127,7 +127,7 @@ def test_reuse_without_family_revocation_still_refused(
     r1 = refresh(r0, oauth_client.client_id, client_secret).get_json()
     refresh(r1["refresh_token"], oauth_client.client_id, client_secret)
     assert refresh(r0, oauth_client.client_id, client_secret).status_code == 400
-    assert db.session.scalar(select(TokenFamily)).revoked_at is None
+    assert db.session.scalars(select(TokenFamily)).one().revoked_at is None
 
 
 def test_refresh_tokens_never_expire_on_a_timer(
@@ -153,7 +153,7 @@ def test_previous_access_token_survives_rotation(
 
 def test_successor_is_stored_encrypted(oauth_client, client_secret, first_pair, refresh):
     body = refresh(first_pair["refresh_token"], oauth_client.client_id, client_secret).get_json()
-    parent = db.session.scalar(select(RefreshToken).where(RefreshToken.parent_id.is_(None)))
+    parent = db.session.scalars(select(RefreshToken).where(RefreshToken.parent_id.is_(None))).one()
     assert parent.successor_ciphertext
     assert body["refresh_token"].encode() not in parent.successor_ciphertext
     assert body["access_token"].encode() not in parent.successor_ciphertext
@@ -167,4 +167,4 @@ def test_refresh_token_of_another_client_is_refused_without_revoking(
     other, other_secret = make_oauth_client()
     response = refresh(first_pair["refresh_token"], other.client_id, other_secret)
     assert response.status_code == 400
-    assert db.session.scalar(select(TokenFamily)).revoked_at is None
+    assert db.session.scalars(select(TokenFamily)).one().revoked_at is None

@@ -53,7 +53,7 @@ def user_info(http, access_token):
 
 def family():
     db.session.rollback()
-    return db.session.scalar(select(TokenFamily))
+    return db.session.scalars(select(TokenFamily)).one()
 
 
 def test_forty_sequential_replays_in_the_window_leave_the_grant_working(
@@ -184,16 +184,16 @@ def test_sealed_successor_is_erased_once_the_successor_is_used(
 ):
     r0 = first_pair["refresh_token"]
     r1 = refresh(r0, oauth_client.client_id, client_secret).get_json()["refresh_token"]
-    parent = db.session.scalar(
+    parent = db.session.scalars(
         select(RefreshToken).where(RefreshToken.token_hash == hash_token(r0))
-    )
+    ).one()
     assert parent.successor_ciphertext is not None
     assert refresh(r1, oauth_client.client_id, client_secret).status_code == 200
     db.session.rollback()
     db.session.expire_all()
-    parent = db.session.scalar(
+    parent = db.session.scalars(
         select(RefreshToken).where(RefreshToken.token_hash == hash_token(r0))
-    )
+    ).one()
     assert parent.successor_ciphertext is None
 
 
@@ -220,9 +220,9 @@ def test_grace_replay_never_returns_an_access_token_revoked_by_rfc7009(
     assert body["refresh_token"] == successor["refresh_token"]
     assert user_info(http, body["access_token"]).status_code == 200
     # The fresh access token belongs to the successor, which still works once.
-    fresh = db.session.scalar(
+    fresh = db.session.scalars(
         select(AccessToken).where(AccessToken.token_hash == hash_token(body["access_token"]))
-    )
+    ).one()
     assert fresh.refresh_token_id == db.session.scalar(
         select(RefreshToken.id).where(
             RefreshToken.token_hash == hash_token(successor["refresh_token"])

@@ -46,7 +46,7 @@ def profiled(app, user, get_code, exchange):
 
 def family():
     db.session.rollback()
-    return db.session.scalar(select(TokenFamily))
+    return db.session.scalars(select(TokenFamily)).one()
 
 
 # Defaults -----------------------------------------------------------------------
@@ -110,7 +110,7 @@ def test_google_old_token_is_reuse_once_the_successor_was_used(http, profiled, r
 def test_google_successor_stays_sealed(profiled, refresh):
     oauth_client, secret, pair = profiled("google")
     body = refresh(pair["refresh_token"], oauth_client.client_id, secret).get_json()
-    parent = db.session.scalar(select(RefreshToken).where(RefreshToken.parent_id.is_(None)))
+    parent = db.session.scalars(select(RefreshToken).where(RefreshToken.parent_id.is_(None))).one()
     assert parent.successor_ciphertext
     assert body["refresh_token"].encode() not in parent.successor_ciphertext
     assert parent.grace_ends_at is None
@@ -162,7 +162,7 @@ def test_strict_immediate_replay_revokes_the_family(http, profiled, refresh):
     assert replay.get_json()["error"] == "invalid_grant"
     assert family().revoke_reason == "reuse_detected"
     assert user_info(http, r1["access_token"]).status_code == 401
-    parent = db.session.scalar(select(RefreshToken).where(RefreshToken.parent_id.is_(None)))
+    parent = db.session.scalars(select(RefreshToken).where(RefreshToken.parent_id.is_(None))).one()
     assert parent.successor_ciphertext is None
 
 

@@ -1,6 +1,7 @@
 import json
 import logging
 import re
+from typing import Any
 
 import pytest
 
@@ -129,7 +130,7 @@ def test_log_lines_name_client_and_user_of_token_user_info_and_introspection(
             "client_secret": "wrong",
         },
     )
-    by_route = {}
+    by_route: dict[tuple[str, int], dict[str, Any]] = {}
     for line in request_lines(logs):
         by_route.setdefault((line["route"], line["status"]), line)
     who = {key: (line["client_id"], line["user_id"]) for key, line in by_route.items()}

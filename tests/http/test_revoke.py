@@ -10,6 +10,7 @@ from authserver.models import CredentialSecret
 from authserver.models import TokenFamily
 from authserver.services import clients as client_service
 from tests.factories import basic_auth
+from tests.factories import make_confidential_client
 from tests.factories import make_oauth_client
 from tests.factories import make_tokens
 
@@ -49,7 +50,7 @@ def test_revoking_refresh_token_revokes_the_grant(http, oauth_client, client_sec
     )
     assert response.status_code == 200
     assert user_info(http, tokens["access_token"]).status_code == 401
-    assert db.session.scalar(select(TokenFamily)).revoke_reason == "client_revoked"
+    assert db.session.scalars(select(TokenFamily)).one().revoke_reason == "client_revoked"
 
 
 def test_unknown_token_revocation_answers_200(http, oauth_client, client_secret):
@@ -62,7 +63,7 @@ def test_unknown_token_revocation_answers_200(http, oauth_client, client_secret)
 
 
 def test_other_clients_token_is_not_revoked(http, tokens):
-    other, other_secret = make_oauth_client()
+    other, other_secret = make_confidential_client()
     response = http.post(
         "/oauth/revoke",
         data={"token": tokens["access_token"]},
@@ -128,9 +129,10 @@ def test_revocation_with_the_previous_secret_is_recorded(
         response = http.post("/oauth/revoke", data=data, headers=headers)
         assert response.status_code == 200
         db.session.expire_all()
-        old = db.session.scalar(
+        old = db.session.scalars(
             select(CredentialSecret).where(CredentialSecret.expires_at.is_not(None))
-        )
+        ).one()
+        assert old.last_used_at is not None
         assert old.last_used_at.isoformat() == "2030-01-01T00:05:00+00:00"
         used_old = db.session.scalars(
             select(AuditEvent).where(AuditEvent.event_type == "secret.used_old")

@@ -114,7 +114,7 @@ def test_code_replay_fails_and_revokes_issued_tokens(
         "/ifttt/v1/user/info", headers={"Authorization": "Bearer " + first["access_token"]}
     )
     assert info.status_code == 401
-    family = db.session.scalar(select(TokenFamily))
+    family = db.session.scalars(select(TokenFamily)).one()
     assert family.revoke_reason == "code_replay"
 
 
@@ -133,9 +133,9 @@ def test_code_expires_at_its_lifetime(user, oauth_client, client_secret, get_cod
 def test_tokens_and_codes_are_hashed_at_rest(user, oauth_client, client_secret, get_code, exchange):
     code = get_code(user, oauth_client)
     body = exchange(code, oauth_client.client_id, client_secret).get_json()
-    access = db.session.scalar(select(AccessToken))
-    refresh = db.session.scalar(select(RefreshToken))
-    stored_code = db.session.scalar(select(AuthorizationCode))
+    access = db.session.scalars(select(AccessToken)).one()
+    refresh = db.session.scalars(select(RefreshToken)).one()
+    stored_code = db.session.scalars(select(AuthorizationCode)).one()
     assert access.token_hash == hashlib.sha256(body["access_token"].encode()).hexdigest()
     assert refresh.token_hash == hashlib.sha256(body["refresh_token"].encode()).hexdigest()
     assert stored_code.code_hash == hashlib.sha256(code.encode()).hexdigest()
@@ -174,7 +174,7 @@ def test_access_token_ttl_zero_omits_expires_in(
     code = get_code(user, oauth_client)
     body = exchange(code, oauth_client.client_id, client_secret).get_json()
     assert "expires_in" not in body
-    assert db.session.scalar(select(AccessToken)).expires_at is None
+    assert db.session.scalars(select(AccessToken)).one().expires_at is None
 
 
 def test_duplicate_parameter_on_token_endpoint(http, user, oauth_client, client_secret, get_code):
@@ -234,7 +234,7 @@ def test_code_requested_without_redirect_uri_is_redeemed_without_it(http, user, 
     code = get_code(user, single, redirect_uri=None)
     response = exchange_without_redirect_uri(http, code, single.client_id, secret)
     assert response.status_code == 200, response.get_json()
-    assert db.session.scalar(select(AuthorizationCode)).redirect_uri is None
+    assert db.session.scalars(select(AuthorizationCode)).one().redirect_uri is None
 
 
 def test_code_requested_without_redirect_uri_accepts_the_uri_it_was_sent_to(http, user, get_code):

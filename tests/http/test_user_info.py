@@ -177,12 +177,14 @@ def test_user_info_rejected_at_expiry_not_before(http, user, oauth_client):
 
 def test_user_info_rejected_when_family_revoked(http, tokens):
     found = token_service.find_token(tokens["access_token"])
+    assert found is not None
     token_service.revoke_family(found.family_id, reason="admin")
     assert_invalid_token(http.get(URL, headers=bearer(tokens["access_token"])))
 
 
 def test_user_info_rejected_when_access_token_revoked(http, oauth_client, tokens):
     found = token_service.find_token(tokens["access_token"])
+    assert found is not None
     token_service.revoke_token(found, oauth_client=oauth_client)
     assert_invalid_token(http.get(URL, headers=bearer(tokens["access_token"])))
 

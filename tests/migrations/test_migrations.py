@@ -1,4 +1,5 @@
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -52,7 +53,7 @@ def fresh_app(empty_database_url: str, tmp_path, monkeypatch) -> Iterator[Flask]
         db.engine.dispose()
 
 
-def schema_drift() -> list:
+def schema_drift() -> list[Any]:
     with db.engine.connect() as connection:
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "render_as_batch": True}

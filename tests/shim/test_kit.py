@@ -5,6 +5,7 @@ import subprocess
 import sys
 from datetime import UTC
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -356,7 +357,7 @@ def test_trigger_identity_is_recorded_with_its_user(service, shim, user, access_
 
 
 def test_trigger_identity_delete_forgets_it_and_calls_the_hook(service, shim, user, access_token):
-    deleted = []
+    deleted: list[Any] = []
     service.trigger_identity_deleted(deleted.append)
     shim.post(TRIGGER, json={**FIELDS, "trigger_identity": "b" * 40}, headers=bearer(access_token))
     response = shim.delete(

@@ -2,6 +2,7 @@
 
 import logging
 import uuid
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -17,9 +18,11 @@ KEY = "service-key-" + "r" * 30
 class FakeRealtime:
     """Records each notification; answers from a script of statuses (then 200)."""
 
+    base_url: str
+
     def __init__(self):
-        self.calls = []
-        self.script = []
+        self.calls: list[dict[str, Any]] = []
+        self.script: list[int] = []
         self.app = Flask("fake_realtime")
         self.app.add_url_rule("/v1/notifications", "notify", self.notify, methods=["POST"])
 

@@ -88,7 +88,7 @@ def fake_shim(*breaks):
 
 def check(serve, *breaks):
     url = serve(fake_shim(*breaks)).base_url
-    lines = []
+    lines: list[str] = []
     results = run_shim_checks(ShimChecker(shim_url=url, service_key=KEY, timeout=5), lines.append)
     assert [result.line() for result in results] == lines
     return {result.title: result for result in results}

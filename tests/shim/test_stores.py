@@ -73,7 +73,9 @@ def test_service_on_a_sqlalchemy_store_forgets_on_delete(make_service, engine, a
         shim = shim_client(service)
         body = {"triggerFields": {"topic": "news"}, "trigger_identity": "e" * 40}
         assert shim.post(TRIGGER_PATH, json=body, headers=bearer(access_token)).status_code == 200
-        assert store.get("e" * 40).fields == {"topic": "news"}
+        stored = store.get("e" * 40)
+        assert stored is not None
+        assert stored.fields == {"topic": "news"}
         response = shim.delete(
             TRIGGER_PATH + "/trigger_identity/" + "e" * 40, headers=bearer(access_token)
         )

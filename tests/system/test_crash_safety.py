@@ -288,5 +288,6 @@ def check_no_half_state() -> None:
             .select_from(RefreshToken)
             .where(RefreshToken.family_id == family_id, RefreshToken.rotated_at.is_(None))
         )
+        assert access is not None
         assert access >= 1, f"family {family_id} has no access token"
         assert live_refresh == 1, f"family {family_id} has {live_refresh} unrotated tokens"

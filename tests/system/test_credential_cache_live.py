@@ -69,19 +69,19 @@ def token(user, oauth_client):
 
 def test_disable_seen_by_every_worker_at_once(server_factory, shim, token):
     server = server_factory(workers=2)
-    on_both_workers(server, lambda: introspect(server, *shim, token), 200)
+    on_both_workers(server, lambda: introspect(server, shim[0], shim[1], token), 200)
     db.session.execute(
         update(ResourceServer).where(ResourceServer.server_id == shim[0]).values(disabled=True)
     )
     db.session.commit()
-    on_both_workers(server, lambda: introspect(server, *shim, token), 401)
+    on_both_workers(server, lambda: introspect(server, shim[0], shim[1], token), 401)
 
 
 def test_rotated_out_secret_refused_by_every_worker_at_once(server_factory, shim, token):
     server = server_factory(workers=2)
-    on_both_workers(server, lambda: introspect(server, *shim, token), 200)
+    on_both_workers(server, lambda: introspect(server, shim[0], shim[1], token), 200)
     owner = client_service.require_resource_server(shim[0])
     issued = client_service.rotate_secret(owner, overlap=timedelta(0), owner_id=shim[0])
-    on_both_workers(server, lambda: introspect(server, *shim, token), 401)
+    on_both_workers(server, lambda: introspect(server, shim[0], shim[1], token), 401)
     for _ in range(10):
         assert introspect(server, shim[0], issued.secret, token).status_code == 200

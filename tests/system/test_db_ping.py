@@ -39,7 +39,7 @@ def make_app() -> Iterator[object]:
 
     yield build
     for app in apps:
-        with app.app_context():  # type: ignore[attr-defined]
+        with app.app_context():
             db.engine.dispose()
 
 

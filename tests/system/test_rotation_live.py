@@ -52,9 +52,10 @@ def test_old_secret_works_during_overlap_and_stops_after(
     )
     assert result.exit_code == 0, result.stderr
     new_secret = json.loads(result.stdout)["client_secret"]
-    expires_at = db.session.scalar(
+    expires_at = db.session.scalars(
         select(CredentialSecret.expires_at).where(CredentialSecret.expires_at.is_not(None))
-    )
+    ).one()
+    assert expires_at is not None
     db.session.commit()
 
     # Both secrets work on the running server, without a restart.

@@ -81,7 +81,7 @@ def redis_prefix() -> Iterator[str]:
 @pytest.fixture
 def pair(pg_app: Any, pg_url: str, redis_prefix: str, tmp_path: Path) -> Iterator[list[Any]]:
     """Two instances (two workers each) sharing PostgreSQL, Redis and the secret key."""
-    settings = {
+    settings: dict[str, Any] = {
         "RATE_LIMITS": "on",
         "REDIS_URL": REDIS_URL,
         "REDIS_KEY_PREFIX": redis_prefix,

@@ -199,6 +199,7 @@ def test_shim_trigger_401_once_token_revoked_without_cache(make_shim, tokens):
     first = shim.post(TRIGGER, json=FIELDS, headers=bearer(tokens["access_token"]))
     assert first.status_code == 200
     found = token_service.find_token(tokens["access_token"])
+    assert found is not None
     token_service.revoke_family(found.family_id, reason="admin")
     assert_ifttt_401(shim.post(TRIGGER, json=FIELDS, headers=bearer(tokens["access_token"])))
 

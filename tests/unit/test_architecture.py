@@ -35,7 +35,7 @@ def imports_of(path: Path) -> list[tuple[str, str | None, int]]:
     package = module_name(path)
     if path.name != "__init__.py":
         package = package.rpartition(".")[0]
-    found = []
+    found: list[tuple[str, str | None, int]] = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found += [(alias.name, None, node.lineno) for alias in node.names]

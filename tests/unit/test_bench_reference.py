@@ -13,7 +13,7 @@ import argparse
 import sqlite3
 from pathlib import Path
 
-from bench.run import Credentials
+from bench.loadgen import Credentials
 from bench.run import seed_reference
 
 

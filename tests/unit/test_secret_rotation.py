@@ -100,6 +100,7 @@ def test_rotation_keeps_old_secret_until_overlap_ends(pair):
     oauth_client, old = pair
     with freeze_time(FROZEN) as frozen:
         issued = client_service.rotate_secret(oauth_client, overlap=HOUR, owner_id="ifttt")
+        assert issued.old_secret_expires_at is not None
         assert issued.old_secret_expires_at.isoformat() == "2030-01-01T01:00:00+00:00"
         assert issued.ended_early == 0
         assert accepts(oauth_client, old)
@@ -139,6 +140,7 @@ def test_zero_overlap_leaves_one_secret(pair):
     oauth_client, old = pair
     with freeze_time(FROZEN):
         issued = client_service.rotate_secret(oauth_client, overlap=timedelta(0), owner_id="ifttt")
+        assert issued.old_secret_expires_at is not None
         assert issued.old_secret_expires_at.isoformat() == "2030-01-01T00:00:00+00:00"
         assert not accepts(oauth_client, old)
         assert [s.expires_at for s in oauth_client.live_secrets()] == [None]
@@ -243,7 +245,9 @@ def test_rotation_audit_names_owner_and_expiry_only(app):
     with freeze_time(FROZEN):
         server, old = client_service.register_resource_server("Shim")
         issued = client_service.rotate_secret(server, overlap=HOUR, owner_id=server.server_id)
-    row = db.session.scalar(select(AuditEvent).where(AuditEvent.event_type == "secret.rotated"))
+    row = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event_type == "secret.rotated")
+    ).one()
     assert row.details == {
         "resource_server": server.server_id,
         "old_secret_expires_at": "2030-01-01T01:00:00Z",
