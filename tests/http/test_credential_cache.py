@@ -96,10 +96,10 @@ def test_cache_off_reads_no_generation(http, shim, access_token, monkeypatch):
     """
     monkeypatch.setattr(client_service, "_GENERATION", "SELECT generation FROM no_such_table")
     for _ in range(2):
-        assert introspect(http, *shim, access_token).get_json()["active"] is True
+        assert introspect(http, shim[0], shim[1], access_token).get_json()["active"] is True
     # On PostgreSQL introspection reads the generation with the token; a caller that
     # did not read it (the token endpoint's client, a form without a token) is here.
-    assert client_service.match_secret(*shim) is not None
+    assert client_service.match_secret(shim[0], shim[1]) is not None
 
 
 def test_wrong_secret_refused_even_when_the_right_one_is_cached(http, shim, access_token):
