@@ -190,16 +190,20 @@ def _browser_only_hooks(app: Flask) -> None:
     app.after_request_funcs[None] = [
         hook for hook in app.after_request_funcs.get(None, []) if hook != remember
     ]
+    # Flask-WTF's own hook returns at once (WTF_CSRF_CHECK_DEFAULT is off): _csrf
+    # below does its work, so the call and its two config lookups go too.
+    app.before_request_funcs[None] = [
+        hook
+        for hook in app.before_request_funcs.get(None, [])
+        if getattr(hook, "__qualname__", "") != "CSRFProtect.init_app.<locals>.csrf_protect"
+    ]
     methods = frozenset(app.config["WTF_CSRF_METHODS"])
 
     @app.before_request
     def _csrf() -> None:
+        req = request._get_current_object()  # type: ignore[attr-defined]
         # No endpoint: routing failed (404, 405), which answers before any view runs.
-        if (
-            request.method in methods
-            and request.endpoint is not None
-            and uses_session(request.path)
-        ):
+        if req.method in methods and req.endpoint is not None and uses_session(req.path):
             csrf.protect()
 
     @app.after_request

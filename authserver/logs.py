@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 import sys
@@ -23,6 +24,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # One encoder for every line: json.dumps(..., default=str) would build a new one each time.
 _encode = json.JSONEncoder(default=str).encode
+_quote = json.encoder.encode_basestring_ascii
 
 
 def _escape(char: str) -> str:
@@ -89,6 +91,60 @@ class JsonFormatter(logging.Formatter):
         return _encode(entry)
 
 
+def _quote_or_null(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+# The request line as JsonFormatter renders it (same keys, order and separators),
+# filled in directly: a LogRecord, the handler chain and a generic encode of the
+# dict cost more than the rest of the log hook (measured in docs/performance.md).
+_REQUEST_LINE = (
+    '{"time": "%s", "level": "INFO", "logger": "authserver.request", "pid": %d, '
+    '"message": %s, "client_id": %s, "duration_ms": %r, "method": %s, '
+    '"remote_addr": %s, "request_id": %s, "route": %s, "status": %d, "user_id": %s}\n'
+)
+
+
+def _sole_json_handler() -> logging.StreamHandler[Any] | None:
+    """Return our JSON handler if a request record would reach it and nothing else.
+
+    Anything else listening (a handler or filter added by a deployment, pytest's
+    caplog on the root logger, the text format) gets real LogRecords instead.
+    """
+    parent = request_log.parent
+    if (
+        request_log.handlers
+        or request_log.filters
+        or not request_log.propagate
+        or parent is None
+        or parent.filters
+        or len(parent.handlers) != 1
+        or (parent.propagate and logging.root.handlers)
+    ):
+        return None
+    handler = parent.handlers[0]
+    if (
+        not getattr(handler, "_authserver", False)
+        or type(handler.formatter) is not JsonFormatter
+        or handler.filters
+        or handler.level > logging.INFO
+    ):
+        return None
+    return handler  # type: ignore[return-value]
+
+
+# The pid goes into every line; after a fork (gunicorn's workers) it is read again.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid  # one value per process
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def configure_logging(log_format: str) -> None:
     """Send our loggers to stderr in the chosen format (idempotent)."""
     root = logging.getLogger("authserver")
@@ -124,10 +180,10 @@ def note_request(*, client_id: str | None = None, user_id: str | None = None) ->
         g.log_user_id = user_id
 
 
-def _assign_request_id() -> str:
-    rid: str | None = g.get("request_id")
+def _assign_request_id(ctx_g: Any, environ: dict[str, Any]) -> str:
+    rid: str | None = ctx_g.get("request_id")
     if rid is None:
-        incoming = request.headers.get("X-Request-ID", "")
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
         # Anything else (too long, control characters, spaces) is replaced, so a caller
         # cannot forge log lines or bloat headers through it.
         # A request id is a label, not a secret: Python's own generator (reseeded in
@@ -137,7 +193,7 @@ def _assign_request_id() -> str:
             if incoming and _REQUEST_ID.fullmatch(incoming)
             else f"{random.getrandbits(128):032x}"
         )
-        g.request_id = rid
+        ctx_g.request_id = rid
     return rid
 
 
@@ -146,44 +202,85 @@ def init_request_logging(app: Flask) -> None:
 
     @app.before_request
     def _start() -> None:
-        _assign_request_id()
+        # The proxies resolved once: each access through them costs a context lookup.
+        ctx_g = g._get_current_object()
+        _assign_request_id(ctx_g, request.environ)
         # Shared with the metrics hook, which times the same span.
-        g.started = time.perf_counter()
+        ctx_g.started = time.perf_counter()
 
     @app.after_request
     def _finish(response: Response) -> Response:
+        ctx_g = g._get_current_object()
+        req = request._get_current_object()  # type: ignore[attr-defined]
         # An earlier before_request hook (CSRF, rate limits) may have cut the request
         # short before _start ran: the caller's id must still be echoed.
-        rid = _assign_request_id()
+        rid = _assign_request_id(ctx_g, req.environ)
         response.headers["X-Request-ID"] = rid
         if not request_log.isEnabledFor(logging.INFO):
             return response
-        started = g.get("started")
+        started = ctx_g.get("started")
         duration_ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-        rule = request.url_rule
+        rule = req.url_rule
         route = rule.rule if rule is not None else None
-        method, status = request.method, response.status_code
-        # The record is made and handled directly: Logger.info would first walk the
-        # stack to find the caller's file and line, which no format of ours shows.
-        request_log.handle(
-            request_log.makeRecord(
-                request_log.name,
-                logging.INFO,
-                __file__,
-                0,
-                "%s %s %s %.1fms",
-                (method, route or "<unmatched>", status, duration_ms),
-                None,
-                extra={
-                    "request_id": rid,
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(duration_ms, 2),
-                    "client_id": g.get("log_client_id"),
-                    "user_id": g.get("log_user_id"),
-                    "remote_addr": request.remote_addr,
-                },
+        method, status = req.method, response.status_code
+        fields = {
+            "request_id": rid,
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(duration_ms, 2),
+            "client_id": ctx_g.get("log_client_id"),
+            "user_id": ctx_g.get("log_user_id"),
+            "remote_addr": req.remote_addr,
+        }
+        message = f"{method} {route or '<unmatched>'} {status} {duration_ms:.1f}ms"
+        handler = _sole_json_handler()
+        if handler is None or not _write_json_line(handler, message, fields):
+            # The record is made and handled directly: Logger.info would first walk
+            # the stack to find the caller's file and line, which no format shows.
+            request_log.handle(
+                request_log.makeRecord(
+                    request_log.name, logging.INFO, __file__, 0, message, (), None, extra=fields
+                )
             )
-        )
         return response
+
+
+def _write_json_line(
+    handler: logging.StreamHandler[Any], message: str, fields: dict[str, Any]
+) -> bool:
+    """Write the request line straight to our handler's stream; False if it cannot.
+
+    The line is the one JsonFormatter would make of the record; a field of another
+    type than the template expects (never, today) takes the record path instead.
+    """
+    created = time.time()
+    formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
+    # Under the handler's lock, as JsonFormatter.format is (its per-second cache).
+    handler.acquire()
+    try:
+        try:
+            line = _REQUEST_LINE % (
+                formatter.timestamp(created),
+                _pid,
+                _quote(message),
+                _quote_or_null(fields["client_id"]),
+                float(fields["duration_ms"]),
+                _quote(fields["method"]),
+                _quote_or_null(fields["remote_addr"]),
+                _quote(fields["request_id"]),
+                _quote_or_null(fields["route"]),
+                fields["status"],
+                _quote_or_null(fields["user_id"]),
+            )
+        except TypeError:
+            return False
+        try:
+            stream = handler.stream
+            stream.write(line)
+            stream.flush()
+        except Exception:  # logging must never fail a request
+            handler.handleError(logging.makeLogRecord({"msg": message, **fields}))
+    finally:
+        handler.release()
+    return True

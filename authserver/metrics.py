@@ -133,8 +133,9 @@ def init_metrics(app: Flask) -> None:
 
     @app.after_request
     def _observe(response: Response) -> Response:
+        req = request._get_current_object()  # type: ignore[attr-defined]
         requests, latency = _children_of(
-            request.endpoint or "unmatched", request.method, response.status_code
+            req.endpoint or "unmatched", req.method, response.status_code
         )
         # Set by the request log's before_request hook (authserver.logs).
         started = g.get("started")

@@ -1,5 +1,8 @@
+import contextlib
+import io
 import json
 import logging
+import os
 import re
 from typing import Any
 
@@ -234,3 +237,115 @@ def test_no_token_secret_password_or_code_in_any_log_record(
         rendered = record.getMessage() + json_formatter.format(record)
         for raw in secrets_seen:
             assert raw not in rendered, f"{record.name}: {rendered[:300]}"
+
+
+class DirectLines:
+    """The request lines on our handler's stream, and the records logging handled."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.stream = io.StringIO()
+        self.records = []
+
+    def __call__(self):
+        parsed = [json.loads(line) for line in self.stream.getvalue().splitlines()]
+        return [line for line in parsed if line["logger"] == "authserver.request"]
+
+    @contextlib.contextmanager
+    def alone(self):
+        """Leave our handler alone in the logging tree, as in production.
+
+        pytest attaches its capture handlers to the root logger and to every logger
+        that does not propagate, at the start of each test phase: they are set aside
+        here, within the phase, and put back before it ends.
+        """
+        root, ours = logging.getLogger(), logging.getLogger("authserver")
+        saved = root.handlers, ours.handlers
+        root.handlers, ours.handlers = [], [self.handler]
+        try:
+            yield
+        finally:
+            root.handlers, ours.handlers = saved
+
+
+@pytest.fixture
+def direct_lines(monkeypatch):
+    """Our handler writing to a string, and a spy on the request logger's records."""
+    lines = DirectLines(app_handler())
+    monkeypatch.setattr(lines.handler, "stream", lines.stream)
+    request_logger = logging.getLogger("authserver.request")
+    handle = request_logger.handle
+
+    def spy(record):
+        lines.records.append(record)
+        handle(record)
+
+    monkeypatch.setattr(request_logger, "handle", spy)
+    return lines
+
+
+@JSON_LOGS
+def test_request_line_written_directly_matches_the_formatters_rendering(http, direct_lines):
+    with direct_lines.alone():
+        http.get("/healthz", headers={"X-Request-ID": "direct-1"})
+    (line,) = direct_lines()
+    assert direct_lines.records == []
+    fields = {key: line[key] for key in line if key not in ("time", "level", "logger", "pid")}
+    message = fields.pop("message")
+    record = logging.makeLogRecord(
+        {"name": "authserver.request", "levelno": logging.INFO, "levelname": "INFO"}
+        | {"msg": message, **fields}
+    )
+    rendered = json.loads(app_handler().formatter.format(record))
+    assert list(line) == list(rendered)
+    assert {k: v for k, v in line.items() if k != "time"} == {
+        k: v for k, v in rendered.items() if k != "time"
+    }
+    assert line["pid"] == os.getpid()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["time"])
+    assert (line["route"], line["status"], line["request_id"]) == ("/healthz", 200, "direct-1")
+    assert line["message"].startswith("GET /healthz 200 ")
+
+
+@JSON_LOGS
+def test_request_line_written_directly_escapes_a_hostile_client_id(http, direct_lines):
+    hostile = 'x"}, {"level": "ERROR\\é'
+    with direct_lines.alone():
+        http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": "r",
+                "client_id": hostile,
+                "client_secret": "s",
+            },
+        )
+    (line,) = direct_lines()
+    assert direct_lines.records == []
+    assert line["client_id"] == hostile
+    assert line["level"] == "INFO"
+
+
+class Collecting(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@JSON_LOGS
+def test_request_line_goes_through_logging_when_anything_else_listens(http, direct_lines):
+    listener = Collecting()
+    request_logger = logging.getLogger("authserver.request")
+    request_logger.addHandler(listener)
+    try:
+        with direct_lines.alone():
+            http.get("/healthz", headers={"X-Request-ID": "listened-1"})
+    finally:
+        request_logger.removeHandler(listener)
+    (line,) = direct_lines()
+    assert line["request_id"] == "listened-1"
+    assert [(r.request_id, r.route) for r in listener.records] == [("listened-1", "/healthz")]
+    assert direct_lines.records == listener.records

@@ -229,3 +229,12 @@ def test_user_info_answers_503_when_database_unreachable(tmp_path, monkeypatch, 
     assert response.headers["Retry-After"]
     assert response.headers["X-Request-ID"] == "ifttt-req-4f1c2a"
     assert any(r.getMessage().startswith("database unavailable") for r in caplog.records)
+
+
+def test_user_info_body_is_compact_sorted_json_with_a_non_ascii_name(http, oauth_client):
+    user = make_user(username="zoë", name='Zoë "Z" Ünal')
+    response = http.get(URL, headers=bearer(make_tokens(user, oauth_client)["access_token"]))
+    assert response.status_code == 200
+    assert response.get_data() == (
+        b'{"data":{"id":"%s","name":"Zo\\u00eb \\"Z\\" \\u00dcnal"}}\n' % user.public_id.encode()
+    )
