@@ -433,6 +433,32 @@ def test_failed_client_authentication_flood_is_aggregated_per_address_id_and_min
 
 
 @pytest.mark.app_config(RATE_LIMITS="off")
+def test_failure_joins_only_the_row_of_its_own_minute(http, oauth_client):
+    """A minute's row spans [hh:mm:00, hh:mm+1:00), both ends exactly.
+
+    The last failure comes from a worker whose clock is a moment behind, after
+    another worker counted one at the first instant of the next minute.
+    """
+    wrong = {
+        "grant_type": "refresh_token",
+        "refresh_token": "x",
+        "client_id": oauth_client.client_id,
+        "client_secret": "wrong",
+    }
+    with freeze_time("2030-01-01T00:00:00+00:00") as clock:
+        assert http.post("/oauth/token", data=wrong).status_code == 401
+        clock.move_to("2030-01-01T00:01:00+00:00")
+        assert http.post("/oauth/token", data=wrong).status_code == 401
+        clock.move_to("2030-01-01T00:00:59.999999+00:00")
+        assert http.post("/oauth/token", data=wrong).status_code == 401
+    rows = rows_of("client.auth_failed")
+    assert [(r.created_at.isoformat(), r.count) for r in rows] == [
+        ("2030-01-01T00:00:00+00:00", 2),
+        ("2030-01-01T00:01:00+00:00", 1),
+    ]
+
+
+@pytest.mark.app_config(RATE_LIMITS="off")
 def test_failed_login_flood_is_aggregated_and_counted_in_the_listing(http, cli, user):
     with freeze_time("2030-01-01T00:00:10+00:00"):
         for _ in range(20):

@@ -88,6 +88,20 @@ def test_cache_off_looks_the_secret_up_every_time(http, shim, access_token, stat
     assert len(secret_lookups(statements)) == 2
 
 
+@pytest.mark.app_config(CREDENTIAL_CACHE_SECONDS=0)
+def test_cache_off_reads_no_generation(http, shim, access_token, monkeypatch):
+    """With the cache off, a caller costs the one lookup: no generation read, nothing kept.
+
+    The generation query is broken here, so any read of it would fail the call.
+    """
+    monkeypatch.setattr(client_service, "_GENERATION", "SELECT generation FROM no_such_table")
+    for _ in range(2):
+        assert introspect(http, shim[0], shim[1], access_token).get_json()["active"] is True
+    # On PostgreSQL introspection reads the generation with the token; a caller that
+    # did not read it (the token endpoint's client, a form without a token) is here.
+    assert client_service.match_secret(shim[0], shim[1]) is not None
+
+
 def test_wrong_secret_refused_even_when_the_right_one_is_cached(http, shim, access_token):
     assert introspect(http, shim[0], shim[1], access_token).status_code == 200
     assert introspect(http, shim[0], shim[1] + "x", access_token).status_code == 401

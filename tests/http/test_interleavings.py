@@ -25,6 +25,9 @@ from authserver.database import db
 from authserver.models import TokenFamily
 from authserver.services import codes as code_service
 from tests.factories import basic_auth
+from tests.factories import make_oauth_client
+from tests.factories import make_tokens
+from tests.factories import make_user
 
 FROZEN = "2030-01-01T00:00:00+00:00"
 _families = TokenFamily.__table__.c
@@ -171,3 +174,26 @@ def test_replay_refused_when_family_revoked_meanwhile(
     assert replay.status_code == 400
     assert replay.get_json()["error"] == "invalid_grant"
     assert committed(select(_families.revoke_reason)) == [("admin",)]
+
+
+def test_replay_refused_when_family_revoked_meanwhile_between_live_families(
+    app, committed, before_statement, user, oauth_client, client_secret, get_code, exchange, refresh
+):
+    """The live-family clause reads the presented token's own family, not any other one.
+
+    Live grants of other users and clients sit on both sides of it in id order.
+    """
+    make_tokens(make_user(username="skyler"), make_oauth_client(name="Earlier")[0])
+    pair = exchange(get_code(user, oauth_client), oauth_client.client_id, client_secret).get_json()
+    make_tokens(make_user(username="jesse"), make_oauth_client(name="Later")[0])
+    r0 = pair["refresh_token"]
+    r1 = refresh(r0, oauth_client.client_id, client_secret).get_json()["refresh_token"]
+    before_statement(
+        COUNT_REPLAY,
+        lambda: app.test_cli_runner().invoke(args=["tokens", "revoke", "--token", r1]),
+    )
+    replay = refresh(r0, oauth_client.client_id, client_secret)
+    assert replay.status_code == 400
+    assert replay.get_json()["error"] == "invalid_grant"
+    reasons = committed(select(_families.revoke_reason).order_by(_families.id))
+    assert reasons == [(None,), ("admin",), (None,)]

@@ -390,6 +390,20 @@ def test_oldest_logins_end_past_the_per_user_cap(app, user):
     )
 
 
+def test_login_deletes_the_users_ended_logins_and_no_one_elses(app, user, committed):
+    """Logins that ended (a second ago, or this very second) go at the user's next login."""
+    skyler = make_user(username="skyler")
+    with freeze_time("2030-01-01T00:00:00+00:00") as frozen:
+        log_in(app.test_client(), user)
+        log_in(app.test_client(), skyler)
+        frozen.tick(1)
+        log_in(app.test_client(), user)
+        frozen.tick(12 * 3600)
+        assert post_login(app.test_client(), "walter", PASSWORD).status_code == 302
+    rows = committed(select(UserSession.user_id).order_by(UserSession.id))
+    assert [user_id for (user_id,) in rows] == [skyler.id, user.id]
+
+
 def test_login_succeeds_with_a_username_of_the_longest_allowed_length(http):
     longest = "u" * 150
     user = make_user(username=longest)
