@@ -90,6 +90,23 @@ def test_replay_cap(oauth_client, client_secret, first_pair, refresh):
     assert refresh(r0, oauth_client.client_id, client_secret).status_code == 400
 
 
+@pytest.mark.app_config(REFRESH_MAX_REPLAYS=2)
+def test_replay_cap_of_a_successor_counts_from_zero(
+    oauth_client, client_secret, first_pair, refresh
+):
+    """A token that was itself issued by a rotation gets the same cap as the first one.
+
+    On PostgreSQL the successor is inserted by the one-statement rotation, which
+    writes its replay count itself.
+    """
+    r0 = first_pair["refresh_token"]
+    r1 = refresh(r0, oauth_client.client_id, client_secret).get_json()["refresh_token"]
+    assert refresh(r1, oauth_client.client_id, client_secret).status_code == 200
+    assert refresh(r1, oauth_client.client_id, client_secret).status_code == 200
+    assert refresh(r1, oauth_client.client_id, client_secret).status_code == 200
+    assert refresh(r1, oauth_client.client_id, client_secret).status_code == 400
+
+
 def test_token_revoked_via_rfc7009_cannot_refresh(
     http, oauth_client, client_secret, first_pair, refresh
 ):
