@@ -105,10 +105,17 @@ def test_policy_change_is_audited_with_before_and_after(cli):
     assert details["refresh_policy"]["after"]["profile"] == "alexa"
 
 
+def test_grace_of_nine_digits_is_accepted_without_an_access_lifetime(cli):
+    client_id = create(cli, "--grace", "999999999", "--access-ttl", "0")["client_id"]
+    assert show(cli, client_id)["grace"] == 999999999
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("--grace", "soon"), "--grace must be whole seconds"),
+        # Ten digits: past what the column holds, even with no access lifetime to bound it.
+        (("--grace", "1000000000", "--access-ttl", "0"), "--grace must be whole seconds"),
         (("--profile", "alexa", "--access-ttl", "0"), "expires_in"),
         (("--grace", "7200"), "must not exceed the access token lifetime"),
         (("--profile", "zapier"), "zapier"),

@@ -40,6 +40,16 @@ def test_consent_to_a_later_client_is_remembered_beside_an_earlier_ones(
     assert_consent_remembered(http, login_as, user, bravo)
 
 
+def test_consent_to_an_earlier_client_is_remembered_after_a_later_ones(
+    http, login_as, user, get_code
+):
+    alpha, bravo = two_clients()
+    get_code(user, bravo)
+    get_code(user, alpha)
+
+    assert_consent_remembered(http, login_as, user, alpha)
+
+
 def test_connected_apps_list_only_the_apps_the_user_approved(http, login_as, user):
     _alpha, bravo = two_clients()
     consent_service.grant_consent(user, bravo, "ifttt")

@@ -170,3 +170,14 @@ def test_switching_account_ends_the_previous_login_on_the_server(http, user):
     # Someone who copied Walter's cookie before the switch gets nothing with it.
     http.set_cookie("authserver_session", walters_cookie)
     assert http.get("/account/apps").status_code == 302
+
+
+def test_consent_to_a_wider_scope_keeps_the_new_scope(app, user):
+    """Approving more than before stores the new scope beside the rows already there."""
+    from authserver.services import consents as consent_service
+    from tests.factories import make_oauth_client
+
+    oauth_client, _ = make_oauth_client(scopes=["ifttt", "profile"])
+    consent_service.grant_consent(user, oauth_client, "ifttt")
+    consent_service.grant_consent(user, oauth_client, "ifttt profile")
+    assert consent_service.has_consent(user, oauth_client, "ifttt profile")

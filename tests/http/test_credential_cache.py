@@ -8,6 +8,7 @@ back), and checks the very next request already sees the change.
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from freezegun import freeze_time
@@ -102,10 +103,34 @@ def test_cache_off_reads_no_generation(http, shim, access_token, monkeypatch):
     assert client_service.match_secret(shim[0], shim[1]) is not None
 
 
+@pytest.mark.app_config(CREDENTIAL_CACHE_SECONDS=60)
+def test_cached_row_is_read_again_once_its_seconds_are_up(
+    http, shim, access_token, statements, monkeypatch
+):
+    """Unchanged credentials too are looked up again after CREDENTIAL_CACHE_SECONDS."""
+    clock = [5000.0]
+    monkeypatch.setattr(client_service, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    for tick, lookups in ((0, 1), (59, 1), (1, 2), (59, 2), (1, 3)):
+        clock[0] += tick
+        assert introspect(http, shim[0], shim[1], access_token).status_code == 200
+        assert len(secret_lookups(statements)) == lookups
+
+
 def test_wrong_secret_refused_even_when_the_right_one_is_cached(http, shim, access_token):
     assert introspect(http, shim[0], shim[1], access_token).status_code == 200
     assert introspect(http, shim[0], shim[1] + "x", access_token).status_code == 401
     assert introspect(http, "rs_other", shim[1], access_token).status_code == 401
+
+
+def test_right_secret_with_an_owner_id_sorting_beside_its_own_is_refused(
+    http, shim, access_token, oauth_client, client_secret
+):
+    """The secret is found by its digest; the owner id must then be exactly its owner's."""
+    for owner_id, secret in (shim, (oauth_client.client_id, client_secret)):
+        assert client_service.match_secret(owner_id, secret) is not None
+        for neighbour in (owner_id[:-1], owner_id + "~"):
+            assert client_service.match_secret(neighbour, secret) is None
+    assert introspect(http, shim[0] + "~", shim[1], access_token).status_code == 401
 
 
 def test_disabled_resource_server_refused_at_once(http, shim, access_token):

@@ -6,6 +6,9 @@ from sqlalchemy import select
 from authserver.database import db
 from authserver.models import RefreshToken
 from authserver.models import TokenFamily
+from tests.factories import make_oauth_client
+from tests.factories import make_tokens
+from tests.factories import make_user
 
 FROZEN = "2030-01-01T00:00:00+00:00"
 
@@ -88,6 +91,42 @@ def test_replay_cap(oauth_client, client_secret, first_pair, refresh):
     assert refresh(r0, oauth_client.client_id, client_secret).status_code == 200
     assert refresh(r0, oauth_client.client_id, client_secret).status_code == 200
     assert refresh(r0, oauth_client.client_id, client_secret).status_code == 400
+
+
+@pytest.mark.app_config(REFRESH_MAX_REPLAYS=2)
+def test_replay_cap_of_a_successor_counts_from_zero(
+    oauth_client, client_secret, first_pair, refresh
+):
+    """A token that was itself issued by a rotation gets the same cap as the first one.
+
+    On PostgreSQL the successor is inserted by the one-statement rotation, which
+    writes its replay count itself.
+    """
+    r0 = first_pair["refresh_token"]
+    r1 = refresh(r0, oauth_client.client_id, client_secret).get_json()["refresh_token"]
+    assert refresh(r1, oauth_client.client_id, client_secret).status_code == 200
+    assert refresh(r1, oauth_client.client_id, client_secret).status_code == 200
+    assert refresh(r1, oauth_client.client_id, client_secret).status_code == 200
+    assert refresh(r1, oauth_client.client_id, client_secret).status_code == 400
+
+
+def test_using_one_grants_successor_leaves_a_later_grants_replay_window(refresh):
+    """The first use of a successor erases its own parent's sealed pair, no other.
+
+    On PostgreSQL the erasure is part of the one-statement rotation.
+    """
+    grants = []
+    for name in ("alpha", "bravo"):
+        oauth_client, secret = make_oauth_client(name=f"{name} app")
+        assert secret is not None
+        r0 = make_tokens(make_user(username=name), oauth_client)["refresh_token"]
+        r1 = refresh(r0, oauth_client.client_id, secret).get_json()["refresh_token"]
+        grants.append((oauth_client.client_id, secret, r0, r1))
+    (alpha_id, alpha_secret, _, alpha_r1), (bravo_id, bravo_secret, bravo_r0, bravo_r1) = grants
+    assert refresh(alpha_r1, alpha_id, alpha_secret).status_code == 200
+    replay = refresh(bravo_r0, bravo_id, bravo_secret)
+    assert replay.status_code == 200
+    assert replay.get_json()["refresh_token"] == bravo_r1
 
 
 def test_token_revoked_via_rfc7009_cannot_refresh(

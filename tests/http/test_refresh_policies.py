@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from authserver.database import db
+from authserver.models import OAuth2Client
 from authserver.models import RefreshToken
 from authserver.models import TokenFamily
 from authserver.services import clients as client_service
@@ -148,6 +149,19 @@ def test_alexa_refuses_a_non_expiring_access_ttl(app):
 
     with pytest.raises(ValidationError, match="expires_in"):
         make_oauth_client(policy=client_service.PolicyChange(profile="alexa", access_ttl=0))
+
+
+@pytest.mark.parametrize(
+    ("change", "label"),
+    [({"access_ttl": -1}, "access token lifetime"), ({"grace_seconds": -1}, "grace period")],
+)
+def test_negative_lifetimes_are_refused_by_the_service(app, change, label):
+    """The CLI refuses them first; the service does too, for every other caller."""
+    from authserver.errors import ValidationError
+
+    with pytest.raises(ValidationError, match=f"{label} must not be negative"):
+        make_oauth_client(policy=client_service.PolicyChange(**change))
+    assert db.session.scalar(select(func.count()).select_from(OAuth2Client)) == 0
 
 
 # strict -------------------------------------------------------------------------

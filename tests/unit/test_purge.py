@@ -110,6 +110,20 @@ def test_revoked_family_deleted_after_retention_with_its_tokens(user, oauth_clie
         assert revocation_service.find_token(live["refresh_token"]) is not None
 
 
+def test_family_revoked_long_before_the_retention_is_deleted(user, oauth_client):
+    """Not only a family revoked exactly one retention ago: any older one too."""
+    with freeze_time(FROZEN) as frozen:
+        old_id = family_of(make_tokens(user, oauth_client)["refresh_token"])
+        token_service.revoke_family(old_id, reason="admin")
+        frozen.tick(30 * DAY)
+        recent_id = family_of(make_tokens(user, oauth_client)["refresh_token"])
+        token_service.revoke_family(recent_id, reason="admin")
+        frozen.tick(DAY - 1)
+        assert token_service.purge().families == 1
+        assert db.session.get(TokenFamily, old_id) is None
+        assert db.session.get(TokenFamily, recent_id) is not None
+
+
 def test_idle_family_with_live_refresh_token_kept_after_access_tokens_expire(user, oauth_client):
     """IFTTT's rule: refresh tokens never expire, so an idle grant is never purged."""
     with freeze_time(FROZEN) as frozen:
