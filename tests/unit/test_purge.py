@@ -114,12 +114,12 @@ def test_family_revoked_long_before_the_retention_is_deleted(user, oauth_client)
     """Not only a family revoked exactly one retention ago: any older one too."""
     with freeze_time(FROZEN) as frozen:
         old_id = family_of(make_tokens(user, oauth_client)["refresh_token"])
-        token_service.revoke_family(old_id, reason="admin")
+        revocation_service.revoke_family(old_id, reason="admin")
         frozen.tick(30 * DAY)
         recent_id = family_of(make_tokens(user, oauth_client)["refresh_token"])
-        token_service.revoke_family(recent_id, reason="admin")
+        revocation_service.revoke_family(recent_id, reason="admin")
         frozen.tick(DAY - 1)
-        assert token_service.purge().families == 1
+        assert purge_service.purge().families == 1
         assert db.session.get(TokenFamily, old_id) is None
         assert db.session.get(TokenFamily, recent_id) is not None
 
