@@ -12,13 +12,12 @@ from flask.cli import AppGroup
 
 from ..models import OAuth2Client
 from ..models import ResourceServer
+from ..models.oauth2 import PROFILES
 from ..services import clients as client_service
 from ..services import revocation as revocation_service
-from ..services.policies import PROFILES
 from ..services.policies import UNTIL_USED
 from ..services.policies import describe_policy
 from ..services.policies import parse_grace
-from ..services.policies import policy_for
 from .output import Duration
 from .output import domain_errors
 from .output import emit_json
@@ -43,7 +42,7 @@ def client_document(oauth_client: OAuth2Client) -> dict[str, object]:
         "disabled": oauth_client.disabled,
         "access_token_lifetime": oauth_client.access_token_lifetime,
         "refresh_grace_lifetime": oauth_client.refresh_grace_lifetime,
-        "refresh_policy": describe_policy(policy_for(oauth_client)),
+        "refresh_policy": describe_policy(oauth_client.token_policy(current_app.config)),
         "created_at": iso(oauth_client.created_at),
     }
 
@@ -168,7 +167,8 @@ def create(
     click.echo(f"  client_id:     {oauth_client.client_id}")
     if secret:
         click.echo(f"  client_secret: {secret}   (shown once; store it now)")
-    click.echo(f"  refresh:       {policy_text(describe_policy(policy_for(oauth_client)))}")
+    policy = describe_policy(oauth_client.token_policy(current_app.config))
+    click.echo(f"  refresh:       {policy_text(policy)}")
 
 
 @clients.command("list")

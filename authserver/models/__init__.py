@@ -10,6 +10,7 @@ from .oauth2 import OAuth2Client
 from .oauth2 import RefreshToken
 from .oauth2 import ResourceServer
 from .oauth2 import TokenFamily
+from .oauth2 import TokenPolicy
 from .session import UserSession
 from .shim import ShimTestPermission
 from .user import User
@@ -26,6 +27,7 @@ __all__ = [
     "ResourceServer",
     "ShimTestPermission",
     "TokenFamily",
+    "TokenPolicy",
     "User",
     "UserSession",
 ]

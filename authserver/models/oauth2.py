@@ -6,8 +6,11 @@ the family, so revoking a whole grant is a single UPDATE of one row.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import JSON
 from sqlalchemy import Boolean
@@ -33,6 +36,33 @@ from .user import User
 
 GRANT_TYPES = ("authorization_code", "refresh_token")
 CONFIDENTIAL_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+#: Refresh profiles: each platform that links accounts by OAuth has its own refresh
+#: rules (README "Refresh policies"); ifttt is the server-wide settings.
+PROFILES = ("ifttt", "google", "alexa", "strict")
+# Alexa treats a refresh answer without expires_in as expiring at once; when the
+# server issues non-expiring access tokens, an alexa client still gets this lifetime.
+ALEXA_FALLBACK_ACCESS_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """The token rules in force for one client.
+
+    ``grace`` None means "until the successor is first used" (no time bound); then
+    every replay also mints a fresh access token, since the sealed one may be old.
+    """
+
+    profile: str
+    access_lifetime: timedelta | None
+    rotation: bool
+    grace: timedelta | None
+    max_replays: int
+    reuse_revokes_family: bool
+
+    @property
+    def fresh_access_on_replay(self) -> bool:
+        """Tell whether each replay gets a new access token (Google's rule)."""
+        return self.grace is None
 
 
 class CredentialSecret(Model):
@@ -137,23 +167,49 @@ class ClientRulesMixin:
         """Allow the code and refresh grants."""
         return grant_type in GRANT_TYPES
 
-    def access_lifetime(self, default_seconds: int) -> timedelta | None:
-        """Return the access-token lifetime, or None when tokens never expire."""
+    def token_policy(self, settings: Mapping[str, Any]) -> TokenPolicy:
+        """Combine the client's profile and overrides with the server-wide settings.
+
+        Everything it reads is on the client object the caller already holds: no query.
+        """
+        # Without a profile of its own: ifttt for a confidential client, strict for a
+        # public one.
+        profile = self.refresh_profile or ("ifttt" if self.is_confidential else "strict")
+        # The profiles: ifttt is the server-wide settings (today's behaviour); the others
+        # are fixed by their platform's documented rules.
+        rotation = bool(settings["REFRESH_ROTATION"])
+        grace: timedelta | None = timedelta(seconds=int(settings["REFRESH_GRACE_SECONDS"]))
+        reuse_revokes = bool(settings["REFRESH_REUSE_REVOKES_FAMILY"])
+        if profile == "google":
+            rotation, grace, reuse_revokes = True, None, True
+        elif profile == "alexa":
+            rotation, grace, reuse_revokes = False, timedelta(0), True
+        elif profile == "strict":
+            rotation, grace, reuse_revokes = True, timedelta(0), True
+        if self.refresh_rotation is not None:
+            rotation = self.refresh_rotation
+        if self.refresh_grace_until_used:
+            grace = None
+        elif self.refresh_grace_lifetime is not None:
+            grace = timedelta(seconds=self.refresh_grace_lifetime)
+        if self.refresh_reuse_revokes_family is not None:
+            reuse_revokes = self.refresh_reuse_revokes_family
         seconds = (
             self.access_token_lifetime
             if self.access_token_lifetime is not None
-            else default_seconds
+            else int(settings["ACCESS_TOKEN_TTL"])
         )
-        return timedelta(seconds=seconds) if seconds else None
-
-    def grace_lifetime(self, default_seconds: int) -> timedelta:
-        """Return how long a rotated refresh token may be replayed."""
-        seconds = (
-            self.refresh_grace_lifetime
-            if self.refresh_grace_lifetime is not None
-            else default_seconds
+        access = timedelta(seconds=seconds) if seconds else None
+        if profile == "alexa" and access is None:
+            access = timedelta(seconds=ALEXA_FALLBACK_ACCESS_SECONDS)
+        return TokenPolicy(
+            profile=profile,
+            access_lifetime=access,
+            rotation=rotation,
+            grace=grace,
+            max_replays=int(settings["REFRESH_MAX_REPLAYS"]),
+            reuse_revokes_family=reuse_revokes,
         )
-        return timedelta(seconds=seconds)
 
 
 class OAuth2Client(ClientRulesMixin, _SecretHolder, Model):
@@ -171,7 +227,7 @@ class OAuth2Client(ClientRulesMixin, _SecretHolder, Model):
     # Per-client overrides in whole seconds; NULL means the server-wide setting.
     access_token_lifetime: Mapped[int | None] = mapped_column(Integer)
     refresh_grace_lifetime: Mapped[int | None] = mapped_column(Integer)
-    # Refresh policy (services/policies.py): a profile (NULL: ifttt for confidential
+    # Refresh policy (ClientRulesMixin.token_policy): a profile (NULL: ifttt for confidential
     # clients, strict for public ones) and overrides of it (NULL: the profile's value).
     refresh_profile: Mapped[str | None] = mapped_column(String(16))
     refresh_rotation: Mapped[bool | None] = mapped_column(Boolean)

@@ -39,7 +39,6 @@ from .audit import record_event
 from .interfaces import ClientRules
 from .policies import check_profile
 from .policies import describe_policy
-from .policies import policy_for
 from .revocation import revoke_families
 
 log = logging.getLogger(__name__)
@@ -196,7 +195,7 @@ def _check_policy(oauth_client: OAuth2Client) -> None:
     ):
         if value is not None and value < 0:
             raise ValidationError(f"{label} must not be negative")
-    policy = policy_for(oauth_client)
+    policy = oauth_client.token_policy(current_app.config)
     if policy.profile == "alexa" and oauth_client.access_token_lifetime == 0:
         raise ValidationError(
             "the alexa profile needs expiring access tokens (Alexa requires expires_in); "
@@ -275,7 +274,7 @@ def register_client(
         "client.created",
         actor="cli",
         client_id=oauth_client.client_id,
-        refresh_policy=describe_policy(policy_for(oauth_client)),
+        refresh_policy=describe_policy(oauth_client.token_policy(current_app.config)),
     )
     if secret is not None:
         record_event("secret.created", actor="cli", client_id=oauth_client.client_id)
@@ -347,7 +346,7 @@ def update_client(
         a grace period longer than the access lifetime, ...).
     """
     oauth_client = require_client(client_id)
-    before = describe_policy(policy_for(oauth_client))
+    before = describe_policy(oauth_client.token_policy(current_app.config))
     try:
         changes = _apply_changes(
             oauth_client,
@@ -367,7 +366,7 @@ def update_client(
         # Half-applied changes must not reach the next commit of this session.
         db.session.rollback()
         raise
-    after = describe_policy(policy_for(oauth_client))
+    after = describe_policy(oauth_client.token_policy(current_app.config))
     details: dict[str, Any] = {"changes": changes}
     if after != before:
         details["refresh_policy"] = {"before": before, "after": after}

@@ -26,7 +26,6 @@ from ..models import OAuth2Client
 from ..models import User
 from ..security import hash_token
 from .interfaces import ClientRules
-from .policies import policy_for
 from .revocation import revoke_families
 from .tokens import FamilyRef
 from .tokens import insert_family
@@ -182,7 +181,7 @@ def redeem_authorization_code(
         _handle_code_replay(code.id, oauth_client)
         raise GrantError("The authorization code was already used or has expired.")
     family = FamilyRef(family_id, code.scope)
-    body = issue(family, policy_for(oauth_client), now, include_refresh_token)
+    body = issue(family, oauth_client.token_policy(current_app.config), now, include_refresh_token)
     db.session.commit()
     signals.token_issued.send()
     return body

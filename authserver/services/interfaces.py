@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Mapping
+from typing import Any
 from typing import Protocol
+
+from ..models import TokenPolicy
 
 
 class ClientRules(Protocol):
@@ -31,25 +34,5 @@ class ClientRules(Protocol):
     def is_confidential(self) -> bool:
         """Whether the client authenticates with a secret."""
 
-    @property
-    def refresh_profile(self) -> str | None:
-        """The refresh profile (services/policies.py), None for the default."""
-
-    @property
-    def refresh_rotation(self) -> bool | None:
-        """The rotation override, None for the profile's."""
-
-    @property
-    def refresh_grace_lifetime(self) -> int | None:
-        """The grace override in seconds, None for the profile's."""
-
-    @property
-    def refresh_grace_until_used(self) -> bool | None:
-        """Whether the grace lasts until the successor is first used."""
-
-    @property
-    def refresh_reuse_revokes_family(self) -> bool | None:
-        """The reuse override, None for the profile's."""
-
-    def access_lifetime(self, default_seconds: int) -> timedelta | None:
-        """Return the access-token lifetime, or None when tokens never expire."""
+    def token_policy(self, settings: Mapping[str, Any]) -> TokenPolicy:
+        """Return the client's refresh policy under these server-wide settings."""

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 from typing import NoReturn
 
+from flask import current_app
 from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import case
@@ -42,14 +43,13 @@ from ..models import AccessToken
 from ..models import CredentialChanges
 from ..models import RefreshToken
 from ..models import TokenFamily
+from ..models import TokenPolicy
 from ..models import User
 from ..security import hash_token
 from ..security import new_token
 from ..security import open_successor
 from ..security import seal_successor
 from .interfaces import ClientRules
-from .policies import TokenPolicy
-from .policies import policy_for
 from .revocation import revoke_families
 from .statements import table
 from .statements import typed
@@ -260,7 +260,7 @@ def refresh(
     :raises ScopeError: when more scope is asked than the family (still) holds.
     """
     now = utcnow()
-    policy = policy_for(oauth_client)
+    policy = oauth_client.token_policy(current_app.config)
     found = presented_row
     if found is NOT_READ:
         found = (

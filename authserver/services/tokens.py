@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import bindparam
 from sqlalchemy import insert
 from sqlalchemy import select
@@ -26,12 +27,11 @@ from ..models import CredentialChanges
 from ..models import OAuth2Client
 from ..models import RefreshToken
 from ..models import TokenFamily
+from ..models import TokenPolicy
 from ..models import User
 from ..security import hash_token
 from ..security import new_token
 from .audit import record_event
-from .policies import TokenPolicy
-from .policies import policy_for
 from .statements import table
 
 # Column collections for the hot paths' Core statements.
@@ -134,7 +134,12 @@ def issue_into_family(
     Returns the RFC 6749 §5.1 body. The same insert path as every grant, so every
     token rule applies to these tokens too.
     """
-    return issue(family, policy_for(oauth_client), now or utcnow(), include_refresh_token)
+    return issue(
+        family,
+        oauth_client.token_policy(current_app.config),
+        now or utcnow(),
+        include_refresh_token,
+    )
 
 
 def token_response(
@@ -308,7 +313,7 @@ def issue_tokens_for(
     )
     db.session.add(family)
     db.session.flush()
-    body = issue(family, policy_for(oauth_client), now, True)
+    body = issue(family, oauth_client.token_policy(current_app.config), now, True)
     record_event(
         "token.issued",
         actor="cli",

@@ -12,7 +12,6 @@ from authserver.models import OAuth2Client
 from authserver.models import RefreshToken
 from authserver.models import TokenFamily
 from authserver.services import clients as client_service
-from authserver.services import policies as policy_service
 from tests.factories import make_oauth_client
 
 FROZEN = "2030-01-01T00:00:00+00:00"
@@ -56,8 +55,8 @@ def family():
 def test_confidential_clients_default_to_ifttt_and_public_to_strict(app):
     confidential, _ = make_oauth_client()
     public, _ = make_oauth_client(public=True)
-    assert policy_service.policy_for(confidential).profile == "ifttt"
-    assert policy_service.policy_for(public).profile == "strict"
+    assert confidential.token_policy(app.config).profile == "ifttt"
+    assert public.token_policy(app.config).profile == "strict"
 
 
 # google -------------------------------------------------------------------------
