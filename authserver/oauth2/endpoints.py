@@ -53,4 +53,4 @@ class RevocationEndpoint(_RevocationEndpoint):
 
     def revoke_token(self, token: Token, request: Any) -> None:
         """Revoke through the token service."""
-        revocation_service.revoke_token(token, oauth_client=request.client)
+        revocation_service.revoke_token(token)

@@ -20,7 +20,6 @@ from ..models import TokenFamily
 from ..models import User
 from ..security import hash_token
 from .audit import record_event
-from .interfaces import ClientRules
 
 
 def revoke_families(ids: Sequence[int], reason: str, *, actor: str | None = None) -> int:
@@ -104,7 +103,7 @@ def find_token(raw: str, hint: str | None = None) -> AccessToken | RefreshToken 
     return access() or refresh_row()
 
 
-def revoke_token(token: AccessToken | RefreshToken, *, oauth_client: ClientRules) -> None:
+def revoke_token(token: AccessToken | RefreshToken) -> None:
     """RFC 7009: revoke an access token alone, or a refresh token with its grant; commit."""
     if isinstance(token, AccessToken):
         db.session.execute(

@@ -185,7 +185,7 @@ def test_user_info_rejected_when_family_revoked(http, tokens):
 def test_user_info_rejected_when_access_token_revoked(http, oauth_client, tokens):
     found = revocation_service.find_token(tokens["access_token"])
     assert found is not None
-    revocation_service.revoke_token(found, oauth_client=oauth_client)
+    revocation_service.revoke_token(found)
     assert_invalid_token(http.get(URL, headers=bearer(tokens["access_token"])))
 
 
