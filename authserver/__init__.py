@@ -48,7 +48,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, cli: bool = True) -> 
     from .oauth2.server import init_oauth2
 
     instance_path = os.environ.get("AUTHSERVER_INSTANCE_PATH") or None
-    app = Flask(
+    from .app_setup import AuthServerFlask
+
+    app = AuthServerFlask(
         __name__,
         template_folder=resource_dir("templates"),
         static_folder=resource_dir("static"),

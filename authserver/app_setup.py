@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from collections.abc import Mapping
+from inspect import iscoroutinefunction
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 from flask import Flask
@@ -211,6 +214,33 @@ def _browser_only_hooks(app: Flask) -> None:
         if uses_session(request.path):
             return remember(response)  # type: ignore[no-any-return]
         return response
+
+
+class AuthServerFlask(Flask):
+    """Flask, remembering which hooks and views are plain functions.
+
+    Flask asks ``inspect.iscoroutinefunction`` of every hook and view on every request
+    (``ensure_sync``, the method Flask documents for overriding), eight times per token
+    request. The answer is a flag of the function's code object, so it is kept per code
+    object: a closure made per request (``after_this_request``) shares its code with
+    every other, and the cache stays as small as the program.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plain_code: dict[CodeType, bool] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Return ``func`` itself, or Flask's sync wrapper of a coroutine function."""
+        # A method forwards __code__ to its function; partials and other callables
+        # have none and take Flask's own path.
+        code = getattr(func, "__code__", None)
+        if type(code) is not CodeType:
+            return super().ensure_sync(func)
+        plain = self._plain_code.get(code)
+        if plain is None:
+            plain = self._plain_code[code] = not iscoroutinefunction(func)
+        return func if plain else self.async_to_sync(func)
 
 
 # Only the browser pages use the cookie session. Everything else is called by machines
