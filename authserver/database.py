@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -15,6 +17,7 @@ from sqlalchemy import DateTime
 from sqlalchemy import Dialect
 from sqlalchemy import MetaData
 from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
@@ -111,11 +114,39 @@ def read_without_transaction() -> None:
     It must come before the request's first query; a request that then needs to
     write commits first (which hands this connection back) to get a transaction.
     """
+    if not current_app.extensions.get(AUTOCOMMIT_READS_KEY):
+        return
     session = db.session()  # the request's own Session behind the scoped proxy
     # With a transaction already open (an earlier query, or a test's app context
     # spanning requests), the reads simply join it.
-    if current_app.extensions.get(AUTOCOMMIT_READS_KEY) and not session.in_transaction():
+    if not session.in_transaction():
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+@contextmanager
+def read_connection() -> Iterator[Connection]:
+    """Lend a connection for one read: the request session's, else a pooled one.
+
+    For a read-only hot path's single statement (user info, introspection). When the
+    request's ORM session already holds a connection, the read joins it (and sees
+    what the session wrote). Otherwise the session is left unmade: its set-up,
+    connection bookkeeping and teardown cost more instructions than the query
+    (docs/performance.md), and a pooled connection serves the one read, on
+    PostgreSQL in autocommit, without the BEGIN and ROLLBACK round trips.
+    """
+    registry = db.session.registry
+    if registry.has():
+        session = registry()
+        if session.in_transaction():
+            yield session.connection()
+            return
+    connection = db.engine.connect()
+    try:
+        if current_app.extensions.get(AUTOCOMMIT_READS_KEY):
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+    finally:
+        connection.close()
 
 
 def end_read_without_transaction() -> None:

@@ -12,7 +12,6 @@ from flask import jsonify
 from flask import request
 
 from .. import error_formats
-from ..database import read_without_transaction
 from ..logs import note_request
 from ..services import tokens as token_service
 
@@ -58,7 +57,6 @@ def user_info() -> Response:
     raw = bearer_token(request.headers.get("Authorization"))
     token = None
     if raw is not None:
-        read_without_transaction()
         token = token_service.find_active_access_token(raw)
     if token is None:
         # RFC 6750 §3.1 challenge; IFTTT only looks at the 401 and the errors array.

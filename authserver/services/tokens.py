@@ -21,6 +21,7 @@ from sqlalchemy import true
 from ..clock import epoch
 from ..clock import utcnow
 from ..database import db
+from ..database import read_connection
 from ..errors import ValidationError
 from ..models import AccessToken
 from ..models import CredentialChanges
@@ -229,14 +230,10 @@ def find_active_access_token(raw: str) -> ActiveAccessToken | None:
     if not raw or len(raw) > 512:
         return None
     # Core statement on the session's connection: skips the ORM's execute layer.
-    row = (
-        db.session.connection()
-        .execute(
-            _ACTIVE_ACCESS_TOKEN,
-            {"digest": hash_token(raw), "now": utcnow()},
-        )
-        .first()
-    )
+    with read_connection() as connection:
+        row = connection.execute(
+            _ACTIVE_ACCESS_TOKEN, {"digest": hash_token(raw), "now": utcnow()}
+        ).first()
     return None if row is None else _active_from_row(row)
 
 
