@@ -461,10 +461,10 @@ def test_list_table_and_json(cli, oauth_client, client_secret):
     table = ok(cli, "clients", "list")
     lines = table.stdout.splitlines()
     assert lines[0].split()[:2] == ["CLIENT_ID", "NAME"]
-    assert lines[1].split()[0] == "ifttt"
-    assert lines[2].split()[0] == "staging"
+    # Oldest first: the conftest's bystander was registered before ifttt.
+    assert [line.split()[0] for line in lines[1:]] == ["bystander-app", "ifttt", "staging"]
     listed = json.loads(ok(cli, "clients", "list", "--json").stdout)
-    assert [c["client_id"] for c in listed] == ["ifttt", "staging"]
+    assert [c["client_id"] for c in listed] == ["bystander-app", "ifttt", "staging"]
     assert all("secret" not in key for c in listed for key in c)
     assert client_secret not in table.stdout + json.dumps(listed)
 
@@ -491,7 +491,8 @@ def test_delete_revokes_tokens_and_removes_client(cli, http, user, oauth_client)
     assert "Deleted client ifttt" in result.stdout
     assert user_info(http, tokens["access_token"]).status_code == 401
     assert db.session.scalar(select(func.count()).select_from(TokenFamily)) == 0
-    assert db.session.scalar(select(func.count()).select_from(OAuth2Client)) == 0
+    # Only that client: the bystander registered before it stays.
+    assert list(db.session.scalars(select(OAuth2Client.client_id))) == ["bystander-app"]
     (revoked,) = events("family.revoked")
     assert revoked.details["reason"] == "client_deleted"
     assert len(events("client.deleted")) == 1
@@ -499,7 +500,7 @@ def test_delete_revokes_tokens_and_removes_client(cli, http, user, oauth_client)
 
 def test_delete_without_yes_and_no_terminal_is_refused(cli, oauth_client):
     assert_one_line_error(run(cli, "clients", "delete", "ifttt"), "--yes")
-    assert db.session.scalar(select(func.count()).select_from(OAuth2Client)) == 1
+    assert db.session.scalar(select(func.count()).select_from(OAuth2Client)) == 2
 
 
 # update ---------------------------------------------------------------------------

@@ -45,15 +45,18 @@ def test_tokens_issue_is_committed(cli, committed, user, oauth_client):
 
 
 def test_user_disable_and_enable_are_committed(cli, committed, user):
+    states = select(_users.username, _users.disabled).order_by(_users.id)
     invoke(cli, "users", "disable", "walter")
-    assert committed(select(_users.disabled)) == [(True,)]
+    # Walter alone: the bystander registered before him keeps its state.
+    assert committed(states) == [("bystander", False), ("walter", True)]
     invoke(cli, "users", "enable", "walter")
-    assert committed(select(_users.disabled)) == [(False,)]
+    assert committed(states) == [("bystander", False), ("walter", False)]
 
 
 def test_client_disable_is_committed(cli, committed, oauth_client):
     invoke(cli, "clients", "disable", "ifttt")
-    assert committed(select(_clients.disabled)) == [(True,)]
+    states = select(_clients.client_id, _clients.disabled).order_by(_clients.id)
+    assert committed(states) == [("bystander-app", False), ("ifttt", True)]
 
 
 def test_purge_is_committed(cli, committed, user, oauth_client):
