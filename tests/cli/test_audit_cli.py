@@ -386,6 +386,19 @@ def test_audit_lists_newest_first_and_says_when_the_limit_cut_it(cli, history):
     assert "newest 2 events shown" in cut_json.stderr
 
 
+def test_audit_odd_limit_shows_that_many_events_and_says_more_match(cli, history):
+    cut = run(cli, "audit", "--limit", "3", "--json")
+    assert [r["time"] for r in json.loads(cut.stdout)] == [
+        "2030-01-01T00:00:00Z",
+        "2029-12-31T23:00:00Z",
+        "2029-12-31T23:00:00Z",
+    ]
+    assert "newest 3 events shown" in cut.stderr
+    single = run(cli, "audit", "--limit", "1")
+    assert len(single.stdout.splitlines()) == 2
+    assert "newest 1 events shown" in single.stderr
+
+
 def test_audit_purge_deletes_events_older_than_the_given_age(cli, history):
     with freeze_time(FROZEN):
         result = ok(cli, "audit", "purge", "--older-than", "1d")

@@ -682,6 +682,18 @@ def test_disabled_client_can_do_nothing_until_enabled(
     assert [e.details["changes"] for e in events("client.changed")] == [["disabled"], ["enabled"]]
 
 
+def test_disable_and_enable_keep_the_clients_own_lifetimes(
+    cli, user, oauth_client, client_secret, get_code, exchange
+):
+    ok(cli, "clients", "update", "ifttt", "--access-token-lifetime", "10m", "--grace-period", "30s")
+    ok(cli, "clients", "disable", "ifttt")
+    ok(cli, "clients", "enable", "ifttt")
+    document = json.loads(ok(cli, "clients", "show", "ifttt", "--json").stdout)
+    assert (document["access_token_lifetime"], document["refresh_grace_lifetime"]) == (600, 30)
+    body = assert_authenticates(get_code, exchange, user, oauth_client, client_secret)
+    assert body["expires_in"] == 600
+
+
 def test_disabled_client_authorize_with_consent_form_is_refused(
     cli, http, user, login_as, oauth_client
 ):

@@ -115,6 +115,17 @@ def test_connected_apps_never_show_another_users_grants(http, login_as, user):
     assert "Alpha app" not in page
 
 
+def test_connected_apps_never_show_an_earlier_users_consent(http, login_as, user):
+    alpha, _bravo = two_clients()
+    consent_service.grant_consent(user, alpha, "ifttt")
+    later = make_user(username="later-user")
+    assert user.id < later.id
+
+    login_as(later)
+    page = http.get("/account/apps").get_data(as_text=True)
+    assert "Alpha app" not in page
+
+
 def test_a_later_users_consent_is_remembered_beside_an_earlier_users(
     http, login_as, user, oauth_client, get_code
 ):

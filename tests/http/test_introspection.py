@@ -275,6 +275,13 @@ def test_introspection_for_other_user_is_independent(introspect, oauth_client):
     assert body["sub"] == other.public_id
 
 
+def test_introspection_names_the_owner_not_a_user_registered_before(user, introspect, oauth_client):
+    owner = make_user(username="jesse", name="Jesse")
+    assert user.id < owner.id
+    body = introspect(make_tokens(owner, oauth_client)["access_token"]).get_json()
+    assert (body["username"], body["sub"]) == ("jesse", owner.public_id)
+
+
 @pytest.mark.parametrize("hint", [None, "refresh_token", "access_token"])
 def test_introspection_inactive_for_refresh_token(tokens, introspect, hint):
     """A refresh token authorizes no call: shims must never see it as active."""

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from authserver.database import db
 from authserver.models import RefreshToken
 from authserver.models import TokenFamily
+from authserver.services import clients as client_service
 from tests.factories import make_oauth_client
 from tests.factories import make_tokens
 from tests.factories import make_user
@@ -127,6 +128,51 @@ def test_using_one_grants_successor_leaves_a_later_grants_replay_window(refresh)
     replay = refresh(bravo_r0, bravo_id, bravo_secret)
     assert replay.status_code == 200
     assert replay.get_json()["refresh_token"] == bravo_r1
+
+
+def test_replay_refused_once_successor_was_used_beside_an_earlier_grants_unused_one(refresh):
+    """Another grant's unused successor, whose parent has a lower id, is not this one's."""
+    grants = []
+    for name in ("alpha", "bravo"):
+        oauth_client, secret = make_oauth_client(name=f"{name} app")
+        assert secret is not None
+        r0 = make_tokens(make_user(username=name), oauth_client)["refresh_token"]
+        r1 = refresh(r0, oauth_client.client_id, secret).get_json()["refresh_token"]
+        grants.append((oauth_client.client_id, secret, r0, r1))
+    (bravo_id, bravo_secret, bravo_r0, bravo_r1) = grants[1]
+    assert refresh(bravo_r1, bravo_id, bravo_secret).status_code == 200
+    stale = refresh(bravo_r0, bravo_id, bravo_secret)
+    assert stale.status_code == 400
+    assert stale.get_json()["error"] == "invalid_grant"
+    assert db.session.scalars(select(TokenFamily.revoke_reason)).all().count("reuse_detected") == 1
+
+
+def test_replay_after_the_sealed_access_token_expired_gets_a_fresh_one(
+    app, http, oauth_client, client_secret, first_pair, refresh
+):
+    """A grace that outlives the access lifetime: a client's grace set before the
+    server-wide access lifetime was lowered (only the server-wide grace is checked
+    against it at startup).
+    """
+    client_service.update_client(
+        oauth_client.client_id, refresh_grace_lifetime=600, default_access=3600, default_grace=120
+    )
+    app.config["ACCESS_TOKEN_TTL"] = 300
+    with freeze_time(FROZEN) as frozen:
+        successor = refresh(first_pair["refresh_token"], oauth_client.client_id, client_secret)
+        assert successor.get_json()["expires_in"] == 300
+        frozen.tick(299)
+        sealed = refresh(first_pair["refresh_token"], oauth_client.client_id, client_secret)
+        assert sealed.get_json()["access_token"] == successor.get_json()["access_token"]
+        assert sealed.get_json()["expires_in"] == 1
+        frozen.tick(1)
+        replay = refresh(first_pair["refresh_token"], oauth_client.client_id, client_secret)
+        assert replay.status_code == 200
+        body = replay.get_json()
+        assert body["refresh_token"] == successor.get_json()["refresh_token"]
+        assert body["access_token"] != successor.get_json()["access_token"]
+        assert body["expires_in"] == 300
+        assert user_info(http, body["access_token"]).status_code == 200
 
 
 def test_token_revoked_via_rfc7009_cannot_refresh(

@@ -50,6 +50,39 @@ def test_wrong_secret_is_invalid_client_401(user, oauth_client, get_code, exchan
     assert "WWW-Authenticate" in response.headers
 
 
+def test_invalid_client_with_basic_auth_gets_the_servers_basic_challenge(
+    http, user, oauth_client, get_code
+):
+    code = get_code(user, oauth_client)
+    response = http.post(
+        "/oauth/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": IFTTT_REDIRECT},
+        headers=basic_auth(oauth_client.client_id, "wrong-secret"),
+    )
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_client"
+    assert response.headers.getlist("WWW-Authenticate") == [
+        'Basic realm="authserver", error="invalid_client"'
+    ]
+
+
+def test_invalid_grant_with_basic_auth_carries_no_basic_challenge(
+    http, oauth_client, client_secret
+):
+    response = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": "not-a-code",
+            "redirect_uri": IFTTT_REDIRECT,
+        },
+        headers=basic_auth(oauth_client.client_id, client_secret),
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_grant"
+    assert "WWW-Authenticate" not in response.headers
+
+
 def test_unknown_grant_type(http, oauth_client, client_secret):
     response = http.post(
         "/oauth/token",

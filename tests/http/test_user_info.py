@@ -59,6 +59,13 @@ def test_user_info_returns_public_id_and_name(http, user, tokens):
     assert response.headers["Cache-Control"] == "no-store"
 
 
+def test_user_info_names_the_owner_not_a_user_registered_before(http, user, oauth_client):
+    owner = make_user(username="jesse", name="Jesse Pinkman")
+    assert user.id < owner.id
+    response = http.get(URL, headers=bearer(make_tokens(owner, oauth_client)["access_token"]))
+    assert response.get_json() == {"data": {"id": owner.public_id, "name": "Jesse Pinkman"}}
+
+
 def test_user_info_id_is_opaque_and_short(http, user, tokens):
     data = http.get(URL, headers=bearer(tokens["access_token"])).get_json()["data"]
     assert 0 < len(data["id"]) <= 200

@@ -6,7 +6,8 @@ contexts, in .mutation/coverage) and keeps a pristine copy of the mutated packag
 script, which finds the changed line by comparing with the pristine copy and runs
 those tests with -x. A line that runs only at import (the module-level Core
 statements of services/refresh.py, for instance) is credited to no test, so for it
-the tests that execute any line using the names the statement defines are chosen.
+the tests that execute any line using the names the statement defines are chosen;
+for a parameter's default, the tests that execute the function's body.
 Exit status is pytest's: 0 means the mutant survived.
 """
 
@@ -81,6 +82,26 @@ def statement_lines(source: str, line: int) -> set[int]:
     return {line, innermost.lineno}  # type: ignore[attr-defined]
 
 
+def body_of_signature(source: str, line: int) -> set[int]:
+    """The body lines of the innermost function whose signature holds the line.
+
+    A parameter's default runs once, when the def runs (at import for a module-level
+    function), so coverage credits it to no test; the tests that run the body are the
+    ones that can tell a changed default apart. Empty when the line is in no signature.
+    """
+    found: set[int] = set()
+    innermost = 0
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.lineno <= line < node.body[0].lineno
+            and node.lineno >= innermost
+        ):
+            innermost = node.lineno
+            found = set(range(node.body[0].lineno, (node.end_lineno or node.lineno) + 1))
+    return found
+
+
 def users_of_statement(source: str, line: int) -> set[int] | None:
     """Lines inside functions that use the names a module-level statement defines.
 
@@ -144,6 +165,8 @@ def main() -> int:
     )
     source = (STATE / "pristine" / relative).read_text()
     tests = node_ids(data, filename, statement_lines(source, line))
+    if not tests:
+        tests = node_ids(data, filename, body_of_signature(source, line))
     if not tests:
         users = users_of_statement(source, line)
         tests = node_ids(data, filename, users or set())
