@@ -18,10 +18,12 @@ import difflib
 import subprocess
 import sys
 from pathlib import Path
-
-from coverage import CoverageData
+from typing import TYPE_CHECKING
 
 from tests.mutation.pytest_command import pytest_command
+
+if TYPE_CHECKING:
+    from coverage import CoverageData
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".mutation"
@@ -155,6 +157,10 @@ def main() -> int:
         print("select_tests: no mutated line found", file=sys.stderr)
         return 2
     relative, line = where
+    # Imported here: coverage comes with the mutation extra, and the test install
+    # (tests/unit/test_mutation_select.py) imports this module without it.
+    from coverage import CoverageData
+
     data = CoverageData(basename=str(STATE / "coverage"))
     data.read()
     # The map may come from another checkout of the same commit (a copy that runs
