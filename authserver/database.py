@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +81,9 @@ def configure_sqlite(engine: Engine, *, busy_timeout_seconds: int) -> None:
     the request answers 503, as on PostgreSQL (writes take milliseconds, so a
     longer wait means something holds the lock).
     """
+    # Imported here: a PostgreSQL worker would keep the sqlite3 module and its
+    # library resident (about 1 MiB) for nothing.
+    import sqlite3
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, connection_record: Any) -> None:

@@ -10,7 +10,8 @@ PROBE = """
 import json, sys
 from authserver.wsgi import app
 print(json.dumps({
-    "modules": sorted(m for m in ("alembic", "flask_migrate", "requests", "mako")
+    "modules": sorted(m for m in ("alembic", "flask_migrate", "requests", "mako",
+                                  "cryptography")
                       if m in sys.modules),
     "commands": sorted(app.cli.commands),
 }))
