@@ -111,10 +111,10 @@ def test_replay_cap_of_a_successor_counts_from_zero(
     assert refresh(r1, oauth_client.client_id, client_secret).status_code == 400
 
 
-def test_using_one_grants_successor_leaves_a_later_grants_replay_window(refresh):
-    """The first use of a successor erases its own parent's sealed pair, no other.
+def two_rotated_grants(refresh) -> list[tuple[str, str, str, str]]:
+    """Two grants (alpha, then bravo: own user and client), each rotated once.
 
-    On PostgreSQL the erasure is part of the one-statement rotation.
+    Returns (client_id, secret, first refresh token, its successor) for each.
     """
     grants = []
     for name in ("alpha", "bravo"):
@@ -123,6 +123,15 @@ def test_using_one_grants_successor_leaves_a_later_grants_replay_window(refresh)
         r0 = make_tokens(make_user(username=name), oauth_client)["refresh_token"]
         r1 = refresh(r0, oauth_client.client_id, secret).get_json()["refresh_token"]
         grants.append((oauth_client.client_id, secret, r0, r1))
+    return grants
+
+
+def test_using_one_grants_successor_leaves_a_later_grants_replay_window(refresh):
+    """The first use of a successor erases its own parent's sealed pair, no other.
+
+    On PostgreSQL the erasure is part of the one-statement rotation.
+    """
+    grants = two_rotated_grants(refresh)
     (alpha_id, alpha_secret, _, alpha_r1), (bravo_id, bravo_secret, bravo_r0, bravo_r1) = grants
     assert refresh(alpha_r1, alpha_id, alpha_secret).status_code == 200
     replay = refresh(bravo_r0, bravo_id, bravo_secret)
@@ -132,13 +141,7 @@ def test_using_one_grants_successor_leaves_a_later_grants_replay_window(refresh)
 
 def test_replay_refused_once_successor_was_used_beside_an_earlier_grants_unused_one(refresh):
     """Another grant's unused successor, whose parent has a lower id, is not this one's."""
-    grants = []
-    for name in ("alpha", "bravo"):
-        oauth_client, secret = make_oauth_client(name=f"{name} app")
-        assert secret is not None
-        r0 = make_tokens(make_user(username=name), oauth_client)["refresh_token"]
-        r1 = refresh(r0, oauth_client.client_id, secret).get_json()["refresh_token"]
-        grants.append((oauth_client.client_id, secret, r0, r1))
+    grants = two_rotated_grants(refresh)
     (bravo_id, bravo_secret, bravo_r0, bravo_r1) = grants[1]
     assert refresh(bravo_r1, bravo_id, bravo_secret).status_code == 200
     stale = refresh(bravo_r0, bravo_id, bravo_secret)
