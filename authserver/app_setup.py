@@ -9,10 +9,12 @@ from inspect import iscoroutinefunction
 from pathlib import Path
 from types import CodeType
 from typing import Any
+from urllib.parse import parse_qsl
 
 from flask import Flask
 from flask import Request
 from flask import Response
+from flask import current_app
 from flask import jsonify
 from flask import render_template
 from flask import request
@@ -216,6 +218,44 @@ def _browser_only_hooks(app: Flask) -> None:
         return response
 
 
+_FORM = "application/x-www-form-urlencoded"
+
+
+class AuthServerRequest(Request):
+    """Flask's request, reading a URL-encoded body without the generic form parser."""
+
+    def _load_form_data(self) -> None:
+        # The token, introspection and revocation endpoints take URL-encoded forms
+        # (RFC 6749 §4.1.3, RFC 7662 §2.1). Werkzeug builds a FormDataParser for each
+        # (reading three limits through the app proxy) only to call what follows;
+        # the body is still read through `stream`, which enforces the request's
+        # max_content_length, and an undecodable body still gives an empty form, as
+        # the parser's silent mode does. Anything else takes the generic path.
+        if (
+            "form" in self.__dict__
+            or self.mimetype != _FORM
+            or getattr(self, "_cached_data", None) is not None
+            or _debug()
+        ):
+            super()._load_form_data()
+            return
+        stream = self.stream
+        try:
+            form = self.parameter_storage_class(
+                parse_qsl(
+                    stream.read().decode(), keep_blank_values=True, errors="werkzeug.url_quote"
+                )
+            )
+        except ValueError:
+            form = self.parameter_storage_class()
+        self.__dict__.update(stream=stream, form=form, files=self.parameter_storage_class())
+
+
+def _debug() -> bool:
+    # Flask's debug mode attaches its own form error helpers: leave it Flask's path.
+    return bool(current_app and current_app.debug)
+
+
 class AuthServerFlask(Flask):
     """Flask, remembering which hooks and views are plain functions.
 
@@ -225,6 +265,8 @@ class AuthServerFlask(Flask):
     object: a closure made per request (``after_this_request``) shares its code with
     every other, and the cache stays as small as the program.
     """
+
+    request_class = AuthServerRequest
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
+from dataclasses import field
 
 from flask import Flask
 from flask import Response
@@ -34,6 +36,7 @@ from limits.strategies import FixedWindowRateLimiter
 
 from . import error_formats
 from . import signals
+from .credentials import presented_credentials
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -197,13 +200,36 @@ def init_limits(app: Flask) -> None:
         storage = FailOpenStorage(redis)
     else:
         storage = InlineSweepMemoryStorage()
-    app.extensions[EXTENSION_KEY] = (FixedWindowRateLimiter(storage), items)
+    app.extensions[EXTENSION_KEY] = _Limits(
+        FixedWindowRateLimiter(storage),
+        items,
+        enabled=app.config["RATELIMIT_ENABLED"],
+        per_process=type(storage) is InlineSweepMemoryStorage,
+    )
+
+
+@dataclass
+class _Limits:
+    """One app's limiter, read once per check instead of through several proxies."""
+
+    limiter: FixedWindowRateLimiter
+    items: dict[str, RateLimitItem]
+    enabled: bool
+    #: Counters in this process only (no Redis): see _client_auth_counters_expired.
+    per_process: bool
+    #: When (time.time()) every client-auth failure counter this process holds has
+    #: expired; per-process counters only.
+    client_auth_quiet_at: float = 0.0
+    #: The introspection counter's key per caller: the same string every call, and
+    #: building it (five conversions and a join) cost more than the count itself.
+    introspection_keys: dict[str, str] = field(default_factory=dict)
+
+    MAX_KEYS = 1024
 
 
 def redis_status() -> str:
     """Return "ok", "unreachable" or "not configured" (for /readyz)."""
-    limiter, _items = _limiter()
-    storage = limiter.storage
+    storage = _state().limiter.storage
     if not isinstance(storage, FailOpenStorage):
         return "not configured"
     return "ok" if storage.check() else "unreachable"
@@ -220,11 +246,14 @@ def _parse_limit(key: str, value: object) -> RateLimitItem:
     return item
 
 
-def _limiter() -> tuple[FixedWindowRateLimiter, dict[str, RateLimitItem]]:
-    value: tuple[FixedWindowRateLimiter, dict[str, RateLimitItem]] = current_app.extensions[
-        EXTENSION_KEY
-    ]
+def _state() -> _Limits:
+    value: _Limits = current_app.extensions[EXTENSION_KEY]
     return value
+
+
+def _limiter() -> tuple[FixedWindowRateLimiter, dict[str, RateLimitItem]]:
+    state = _state()
+    return state.limiter, state.items
 
 
 def get_remote_address() -> str:
@@ -234,7 +263,7 @@ def get_remote_address() -> str:
 
 def enabled() -> bool:
     """Tell whether rate limits are on for this app."""
-    return bool(current_app.config["RATELIMIT_ENABLED"])
+    return _state().enabled
 
 
 def _exceeded(key: str, *identifiers: str) -> int | None:
@@ -276,12 +305,7 @@ def record_login_failure(username: str, address: str) -> None:
     _hit("RATE_LIMIT_LOGIN_IP", "login-ip", address)
 
 
-# app.extensions key: when (time.time()) every client-auth failure counter this
-# process holds has expired, for process-local counters only.
-_CLIENT_AUTH_QUIET_AT = "authserver.client_auth_quiet_at"
-
-
-def _client_auth_counters_expired() -> bool:
+def _client_auth_counters_expired(state: _Limits) -> bool:
     """Tell whether this process's counters cannot hold a client-auth failure now.
 
     Checked before every introspection and token call, and failures are rare: with
@@ -291,11 +315,7 @@ def _client_auth_counters_expired() -> bool:
     failure plus that window every counter is gone. Redis counters are shared with
     other workers, whose failures this process does not see: always read them.
     """
-    limiter, _items = _limiter()
-    if type(limiter.storage) is not InlineSweepMemoryStorage:
-        return False
-    quiet_at: float = current_app.extensions.get(_CLIENT_AUTH_QUIET_AT, 0.0)
-    return time.time() >= quiet_at
+    return state.per_process and time.time() >= state.client_auth_quiet_at
 
 
 def client_auth_exceeded(address: str, claimed_id: str | None) -> int | None:
@@ -313,19 +333,17 @@ def client_auth_exceeded(address: str, claimed_id: str | None) -> int | None:
 
 def record_client_auth_failure(address: str, claimed_id: str | None) -> None:
     """Count a failed client authentication against the address (and the claimed id)."""
-    if not enabled():
+    state = _state()
+    if not state.enabled:
         return
-    items = _limiter()[1]
+    items = state.items
     window = max(
         items["RATE_LIMIT_CLIENT_AUTH_IP"].get_expiry(),
         items["RATE_LIMIT_TOKEN_FAILURES"].get_expiry(),
     )
     # Before the hits: a concurrent check that sees the new counters also sees this.
     # Never earlier than before (a clock set back must not end an earlier window).
-    extensions = current_app.extensions
-    extensions[_CLIENT_AUTH_QUIET_AT] = max(
-        extensions.get(_CLIENT_AUTH_QUIET_AT, 0.0), time.time() + window
-    )
+    state.client_auth_quiet_at = max(state.client_auth_quiet_at, time.time() + window)
     _hit("RATE_LIMIT_CLIENT_AUTH_IP", "client-auth-ip", address)
     if claimed_id is not None:
         _hit("RATE_LIMIT_TOKEN_FAILURES", "client-auth", address, claimed_id)
@@ -333,13 +351,20 @@ def record_client_auth_failure(address: str, claimed_id: str | None) -> None:
 
 def introspection_exceeded(caller_id: str) -> int | None:
     """Count one call of an authenticated caller; return seconds to wait when over."""
-    if not enabled():
+    state = _state()
+    if not state.enabled:
         return None
-    limiter, items = _limiter()
-    item = items["RATE_LIMIT_INTROSPECTION"]
-    if limiter.hit(item, "introspect", caller_id):
+    item = state.items["RATE_LIMIT_INTROSPECTION"]
+    keys = state.introspection_keys
+    key = keys.get(caller_id)
+    if key is None:
+        if len(keys) >= state.MAX_KEYS:
+            keys.clear()
+        key = keys[caller_id] = item.key_for("introspect", caller_id)
+    # FixedWindowRateLimiter.hit, given the key it would have built.
+    if state.limiter.storage.incr(key, item.get_expiry()) <= item.amount:
         return None
-    reset, _remaining = limiter.get_window_stats(item, "introspect", caller_id)
+    reset, _remaining = state.limiter.get_window_stats(item, "introspect", caller_id)
     return max(1, math.ceil(reset - time.time()))
 
 
@@ -349,9 +374,8 @@ def refused_for_client_auth_failures() -> Response | None:
     Checked before any secret is, at every endpoint that authenticates a client or
     a resource server: a refused address learns nothing more.
     """
-    from .credentials import presented_credentials
-
-    if not enabled() or _client_auth_counters_expired():
+    state = _state()
+    if not state.enabled or _client_auth_counters_expired(state):
         return None
     wait = client_auth_exceeded(get_remote_address(), presented_credentials().claimed_id)
     return too_many(wait) if wait else None

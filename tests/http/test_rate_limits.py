@@ -17,6 +17,7 @@ import requests
 from freezegun import freeze_time
 
 from authserver import create_app
+from authserver import limits
 from authserver.errors import ConfigError
 from authserver.limits import LIMIT_KEYS
 from authserver.services import clients as client_service
@@ -263,6 +264,22 @@ def test_introspection_limited_per_resource_server(http, storage):
     )
     assert response.status_code == 200
     storage.assert_counters_kept()
+
+
+@pytest.mark.app_config(RATE_LIMIT_INTROSPECTION=TINY)
+def test_introspection_counts_survive_the_key_cache_starting_over(http, storage, app, monkeypatch):
+    # One cached key at most: every call below clears the cache and builds its key again.
+    monkeypatch.setattr(limits._Limits, "MAX_KEYS", 1)
+    callers = [client_service.register_resource_server("shim " + _username()) for _ in range(2)]
+    auths = [basic_auth(server.server_id, secret) for server, secret in callers]
+    for _ in range(3):
+        for auth in auths:
+            response = http.post("/oauth/introspect", data={"token": "x"}, headers=auth)
+            assert response.status_code == 200
+    for auth in auths:
+        response = http.post("/oauth/introspect", data={"token": "x"}, headers=auth)
+        assert response.status_code == 429
+    assert len(app.extensions[limits.EXTENSION_KEY].introspection_keys) <= 1
 
 
 @pytest.mark.app_config(
