@@ -730,6 +730,18 @@ def test_users_delete_revokes_every_token(cli, http, user, oauth_client):
     assert_one_line_error(run(cli, "users", "show", "walter"), "no user named 'walter'")
 
 
+def test_users_show_counts_each_apps_own_live_grants(cli, user):
+    """Per app, its own grants: not those of an app registered before it."""
+    alpha, _ = make_oauth_client(name="Alpha", client_id="alpha")
+    bravo, _ = make_oauth_client(name="Bravo", client_id="bravo")
+    make_tokens(user, alpha)
+    make_tokens(user, alpha)
+    make_tokens(user, bravo)
+    document = json.loads(ok(cli, "users", "show", "walter", "--json").stdout)
+    grants = {app["client_id"]: app["live_grants"] for app in document["connected_apps"]}
+    assert grants == {"alpha": 2, "bravo": 1}
+
+
 def test_users_delete_unknown_user_is_one_line(cli, app):
     assert_one_line_error(run(cli, "users", "delete", "nobody", "--yes"), "no user named")
 

@@ -114,6 +114,8 @@ def test_grace_of_nine_digits_is_accepted_without_an_access_lifetime(cli):
     ("args", "message"),
     [
         (("--grace", "soon"), "--grace must be whole seconds"),
+        # Sorts after "until-used": only that exact word means no time bound.
+        (("--grace", "whenever"), "--grace must be whole seconds"),
         # Ten digits: past what the column holds, even with no access lifetime to bound it.
         (("--grace", "1000000000", "--access-ttl", "0"), "--grace must be whole seconds"),
         (("--profile", "alexa", "--access-ttl", "0"), "expires_in"),

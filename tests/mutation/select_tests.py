@@ -65,11 +65,14 @@ def node_ids(data: CoverageData, filename: str, lines: set[int]) -> set[str]:
 
 
 def statement_lines(source: str, line: int) -> set[int]:
-    """The line and the first line of the innermost statement that holds it.
+    """The line and the lines of the innermost statement that holds it.
 
-    Coverage credits a statement spread over several lines to its first line only,
-    so a mutant on a continuation line (`status_code=401` inside a multi-line
-    `raise`) would otherwise seem executed by no test and survive untested.
+    Coverage credits a statement spread over several lines to one of its lines only:
+    the first for a simple statement, but for a compound statement's header (an
+    ``if (`` whose condition starts on the next line) the line where its expression
+    starts. A mutant elsewhere in the statement (`status_code=401` inside a multi-line
+    `raise`; `if (` → `if not (`) would otherwise seem executed by no test and survive
+    untested. Of a compound statement only the header counts, not its body.
     """
     innermost: ast.AST | None = None
     for node in ast.walk(ast.parse(source)):
@@ -81,7 +84,12 @@ def statement_lines(source: str, line: int) -> set[int]:
             innermost = node
     if innermost is None:
         return {line}
-    return {line, innermost.lineno}  # type: ignore[attr-defined]
+    first: int = innermost.lineno  # type: ignore[attr-defined]
+    last: int = innermost.end_lineno or first  # type: ignore[attr-defined]
+    body = getattr(innermost, "body", None)
+    if isinstance(body, list) and body and body[0].lineno > first:
+        last = body[0].lineno - 1
+    return {line} | set(range(first, last + 1))
 
 
 def body_of_signature(source: str, line: int) -> set[int]:

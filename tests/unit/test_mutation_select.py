@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.mutation.select_tests import body_of_signature
+from tests.mutation.select_tests import statement_lines
 
 SOURCE = '''def purge(
     *, retention=1
@@ -28,3 +29,29 @@ def test_a_methods_default_on_its_def_line_runs_the_tests_of_the_body() -> None:
 def test_a_body_line_is_in_no_signature() -> None:
     assert body_of_signature(SOURCE, 5) == set()
     assert body_of_signature(SOURCE, 8) == set()
+
+
+CONDITION = """def lookup(cached, now):
+    if (
+        cached is not None
+        and now < cached[1]
+    ):
+        return cached[2]
+    raise ValueError(
+        "missing"
+    )
+"""
+
+
+def test_a_multi_line_conditions_opening_runs_the_tests_of_its_lines() -> None:
+    # `if (` -> `if not (`: coverage credits the condition to line 3, not 2.
+    assert statement_lines(CONDITION, 2) == {2, 3, 4, 5}
+
+
+def test_a_compound_statement_brings_its_header_not_its_body() -> None:
+    assert 6 not in statement_lines(CONDITION, 2)
+    assert statement_lines(CONDITION, 6) == {6}
+
+
+def test_a_continuation_line_brings_its_whole_statement() -> None:
+    assert statement_lines(CONDITION, 8) == {7, 8, 9}
