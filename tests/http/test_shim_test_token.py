@@ -203,12 +203,18 @@ def test_refused_calls_are_audited(http, shim, oauth_client, client_secret):
     assert rows[1].client_id == oauth_client.client_id
 
 
-def test_allow_and_revoke_are_audited(cli, allowed):
+def test_allow_and_revoke_are_audited(cli, allowed, user, oauth_client):
     ok(cli, "resource-servers", "allow-test-tokens", allowed[0], "--revoke")
-    types = db.session.scalars(
-        select(AuditEvent.event_type).where(AuditEvent.event_type.like("test_tokens.%"))
+    rows = db.session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.event_type.like("test_tokens.%"))
+        .order_by(AuditEvent.id)
     ).all()
-    assert types == ["test_tokens.allowed", "test_tokens.revoked"]
+    assert [row.event_type for row in rows] == ["test_tokens.allowed", "test_tokens.revoked"]
+    # Both name the permission's user, client and resource server.
+    for row in rows:
+        assert (row.client_id, row.username) == (oauth_client.client_id, user.username)
+        assert row.details["resource_server"] == allowed[0]
 
 
 # CLI ----------------------------------------------------------------------------

@@ -190,6 +190,15 @@ def test_family_without_refresh_token_kept_until_retention_after_access_expiry(u
         assert count(TokenFamily) == 0
 
 
+def test_family_without_refresh_token_deleted_when_first_purged_long_after(user, oauth_client):
+    """No purge ran for a week: an access token a week expired keeps nothing alive."""
+    with freeze_time(FROZEN) as frozen:
+        redeem_without_refresh_token(user, oauth_client, "no-refresh")
+        frozen.tick(7 * DAY)
+        assert purge_service.purge().families == 1
+        assert count(TokenFamily) == 0
+
+
 @pytest.mark.app_config(ACCESS_TOKEN_TTL=0)
 def test_family_without_refresh_token_kept_while_access_token_never_expires(user, oauth_client):
     with freeze_time(FROZEN) as frozen:
