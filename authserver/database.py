@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -125,17 +126,26 @@ def read_without_transaction() -> None:
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
+# The pooled connection an enclosing read_connection() lent, for the reads within it.
+_lent: ContextVar[Connection | None] = ContextVar("authserver_lent_connection", default=None)
+
+
 @contextmanager
 def read_connection() -> Iterator[Connection]:
-    """Lend a connection for one read: the request session's, else a pooled one.
+    """Lend a connection for reads: one already lent, the session's, else a pooled one.
 
-    For a read-only hot path's single statement (user info, introspection). When the
-    request's ORM session already holds a connection, the read joins it (and sees
-    what the session wrote). Otherwise the session is left unmade: its set-up,
-    connection bookkeeping and teardown cost more instructions than the query
-    (docs/performance.md), and a pooled connection serves the one read, on
-    PostgreSQL in autocommit, without the BEGIN and ROLLBACK round trips.
+    For the read-only hot paths (user info, introspection). When the request's ORM
+    session already holds a connection, the reads join it (and see what the session
+    wrote). Otherwise the session is left unmade: its set-up, connection bookkeeping
+    and teardown cost more instructions than the query (docs/performance.md), and a
+    pooled connection serves the reads, on PostgreSQL in autocommit, without BEGIN
+    and ROLLBACK round trips. Nested, it lends the same connection again, so an edge
+    can open it once around several services' reads (``connection_for_reads``).
     """
+    lent = _lent.get()
+    if lent is not None:
+        yield lent
+        return
     registry = db.session.registry
     if registry.has():
         session = registry()
@@ -143,12 +153,20 @@ def read_connection() -> Iterator[Connection]:
             yield session.connection()
             return
     connection = db.engine.connect()
+    token = _lent.set(connection)
     try:
         if current_app.extensions.get(AUTOCOMMIT_READS_KEY):
             connection.execution_options(isolation_level="AUTOCOMMIT")
         yield connection
     finally:
+        _lent.reset(token)
         connection.close()
+
+
+def connection_for_reads() -> Connection:
+    """Return the connection an enclosing read_connection() lent, else the session's."""
+    lent = _lent.get()
+    return lent if lent is not None else db.session.connection()
 
 
 def end_read_without_transaction() -> None:

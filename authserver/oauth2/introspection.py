@@ -16,7 +16,7 @@ from flask import current_app
 from flask import request
 
 from ..credentials import presented_credentials
-from ..database import read_without_transaction
+from ..database import read_connection
 from ..database import statements_are_round_trips
 from ..logs import note_request
 from ..services import clients as client_service
@@ -62,17 +62,19 @@ def authenticate_introspection_caller() -> tuple[SecretMatch, ActiveAccessToken 
     :raises InvalidRequestError: 400 for a repeated parameter.
     """
     reject_duplicate_parameters()
-    read_without_transaction()
     raw = request.form.get("token")
-    if raw is None:
-        # introspect() answers 400, once the caller is authenticated.
-        return authenticate_caller(), None
-    if not statements_are_round_trips():
-        # SQLite: the separate reads cost fewer instructions than the merged one.
-        caller = authenticate_caller()
-        return caller, token_service.find_active_access_token(raw)
-    generation, token = token_service.find_active_access_token_with_generation(raw)
-    return authenticate_caller(generation=generation), token
+    # One lent connection for every read of the call (no ORM session unless a
+    # secret's last use is written); autocommit on PostgreSQL.
+    with read_connection():
+        if raw is None:
+            # introspect() answers 400, once the caller is authenticated.
+            return authenticate_caller(), None
+        if not statements_are_round_trips():
+            # SQLite: the separate reads cost fewer instructions than the merged one.
+            caller = authenticate_caller()
+            return caller, token_service.find_active_access_token(raw)
+        generation, token = token_service.find_active_access_token_with_generation(raw)
+        return authenticate_caller(generation=generation), token
 
 
 def introspect(caller: SecretMatch, token: ActiveAccessToken | None) -> dict[str, Any]:

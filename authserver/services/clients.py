@@ -24,6 +24,7 @@ from sqlalchemy.orm import joinedload
 from ..clock import format_utc
 from ..clock import utcnow
 from ..config import is_loopback_host
+from ..database import connection_for_reads
 from ..database import db
 from ..errors import ConflictError
 from ..errors import NotFoundError
@@ -686,7 +687,7 @@ class CredentialCache:
         ``generation``: read by the caller just now (before any secret row is read
         below); otherwise it is read here.
         """
-        connection = db.session.connection()
+        connection = connection_for_reads()
         if self.ttl <= 0:
             return connection.execute(_MATCH_SECRET, {"digest": digest}).first()
         # The generation first: a change committed after this read bumps it again,

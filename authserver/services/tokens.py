@@ -20,6 +20,7 @@ from sqlalchemy import true
 
 from ..clock import epoch
 from ..clock import utcnow
+from ..database import connection_for_reads
 from ..database import db
 from ..database import read_connection
 from ..errors import ValidationError
@@ -260,7 +261,7 @@ def find_active_access_token_with_generation(
     if not raw or len(raw) > 512:
         return None, None
     row = (
-        db.session.connection()
+        connection_for_reads()
         .execute(_GENERATION_AND_ACTIVE_TOKEN, {"digest": hash_token(raw), "now": utcnow()})
         .first()
     )

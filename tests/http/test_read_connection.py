@@ -3,6 +3,7 @@
 from sqlalchemy import func
 from sqlalchemy import select
 
+from authserver.database import connection_for_reads
 from authserver.database import db
 from authserver.database import read_connection
 from authserver.models import User
@@ -30,3 +31,17 @@ def test_a_read_joins_the_sessions_open_transaction(app):
             assert _count_users(connection) == 1
             assert connection is db.session.connection()
         db.session.rollback()
+
+
+def test_nested_reads_share_the_lent_connection(app):
+    make_user()
+    with app.app_context():
+        with read_connection() as outer:
+            with read_connection() as inner:
+                assert inner is outer
+            # What the services' reads use inside an edge's block.
+            assert connection_for_reads() is outer
+            assert _count_users(outer) == 1
+        assert not db.session.registry.has()
+        # Outside any block, the session's own connection.
+        assert connection_for_reads() is db.session.connection()
