@@ -39,13 +39,12 @@ def create_app(config: Mapping[str, Any] | None = None, *, cli: bool = True) -> 
     from .app_setup import init_database
     from .app_setup import init_error_handlers
     from .app_setup import init_login
-    from .app_setup import init_security_headers
     from .branding import init_branding
     from .i18n import init_i18n
     from .limits import init_limits
-    from .logs import init_request_logging
     from .metrics import init_metrics
     from .oauth2.server import init_oauth2
+    from .request_cycle import init_request_cycle
 
     instance_path = os.environ.get("AUTHSERVER_INSTANCE_PATH") or None
     from .app_setup import AuthServerFlask
@@ -65,8 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, cli: bool = True) -> 
     init_oauth2(app)
     init_limits(app)
     init_metrics(app)
-    init_request_logging(app)
-    init_security_headers(app)
+    init_request_cycle(app)
     init_blueprints(app)
     if cli:
         init_cli(app)

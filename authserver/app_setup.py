@@ -179,43 +179,28 @@ def init_login(app: Flask) -> None:
     login_manager.user_loader(load_user)
     csrf.init_app(app)
     app.session_interface = MachineAwareSessionInterface()
-    _browser_only_hooks(app)
+    _drop_extension_hooks(app)
 
 
-def _browser_only_hooks(app: Flask) -> None:
-    """Run the session's per-request hooks (CSRF, remember cookie) on browser pages only.
+def _drop_extension_hooks(app: Flask) -> None:
+    """Take Flask-WTF's and Flask-Login's own per-request hooks off the app.
 
     A forged cross-site request can only ride on a cookie session, and only browser
     pages open one (MachineAwareSessionInterface): machine endpoints and probes have
     no ambient credential to abuse. Flask-WTF's default hook and Flask-Login's
     remember-cookie hook otherwise run on every request (measured: about 10 % of a
-    /healthz call in process); here they are skipped where no session exists.
+    /healthz call in process); ``request_cycle`` runs their work on browser pages only.
     """
     remember = login_manager._update_remember_cookie
     app.after_request_funcs[None] = [
         hook for hook in app.after_request_funcs.get(None, []) if hook != remember
     ]
-    # Flask-WTF's own hook returns at once (WTF_CSRF_CHECK_DEFAULT is off): _csrf
-    # below does its work, so the call and its two config lookups go too.
+    # Flask-WTF's own hook returns at once (WTF_CSRF_CHECK_DEFAULT is off).
     app.before_request_funcs[None] = [
         hook
         for hook in app.before_request_funcs.get(None, [])
         if getattr(hook, "__qualname__", "") != "CSRFProtect.init_app.<locals>.csrf_protect"
     ]
-    methods = frozenset(app.config["WTF_CSRF_METHODS"])
-
-    @app.before_request
-    def _csrf() -> None:
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        # No endpoint: routing failed (404, 405), which answers before any view runs.
-        if req.method in methods and req.endpoint is not None and uses_session(req.path):
-            csrf.protect()
-
-    @app.after_request
-    def _remember(response: Response) -> Response:
-        if uses_session(request.path):
-            return remember(response)  # type: ignore[no-any-return]
-        return response
 
 
 _FORM = "application/x-www-form-urlencoded"
@@ -336,15 +321,14 @@ def _no_store(response: Response) -> None:
     response.headers["Pragma"] = "no-cache"
 
 
-def init_security_headers(app: Flask) -> None:
-    """Add security headers to every response; HSTS when served over https."""
+def security_headers(app: Flask) -> Callable[[Response, str], None]:
+    """Return what adds this app's security headers to a response (HSTS over https)."""
     from .branding import image_origin
 
     hsts = str(app.config["ISSUER"]).startswith("https://")
     csp = content_security_policy(image_origin(app))
 
-    @app.after_request
-    def _headers(response: Response) -> Response:
+    def add_security_headers(response: Response, path: str) -> None:
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")
@@ -358,9 +342,10 @@ def init_security_headers(app: Flask) -> None:
             _no_store(response)
         if hsts:
             headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        if request.path.startswith(("/oauth/", "/ifttt/")):
+        if path.startswith(("/oauth/", "/ifttt/")):
             headers.setdefault("Cache-Control", "no-store")
-        return response
+
+    return add_security_headers
 
 
 def _json_error(

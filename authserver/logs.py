@@ -13,10 +13,8 @@ from datetime import UTC
 from datetime import datetime
 from typing import Any
 
-from flask import Flask
-from flask import Response
+from flask import Request
 from flask import g
-from flask import request
 
 request_log = logging.getLogger("authserver.request")
 # A request id is echoed into headers and logs: keep it short and printable.
@@ -180,7 +178,8 @@ def note_request(*, client_id: str | None = None, user_id: str | None = None) ->
         g.log_user_id = user_id
 
 
-def _assign_request_id(ctx_g: Any, environ: dict[str, Any]) -> str:
+def assign_request_id(ctx_g: Any, environ: dict[str, Any]) -> str:
+    """Return the request's id, choosing it on first call (the caller's, if printable)."""
     rid: str | None = ctx_g.get("request_id")
     if rid is None:
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
@@ -197,53 +196,40 @@ def _assign_request_id(ctx_g: Any, environ: dict[str, Any]) -> str:
     return rid
 
 
-def init_request_logging(app: Flask) -> None:
-    """Assign a request id, echo it back, and log one line per request."""
+def start_request(ctx_g: Any, environ: dict[str, Any]) -> None:
+    """Give the request its id and note when it started (the span logged and timed)."""
+    assign_request_id(ctx_g, environ)
+    ctx_g.started = time.perf_counter()
 
-    @app.before_request
-    def _start() -> None:
-        # The proxies resolved once: each access through them costs a context lookup.
-        ctx_g = g._get_current_object()
-        _assign_request_id(ctx_g, request.environ)
-        # Shared with the metrics hook, which times the same span.
-        ctx_g.started = time.perf_counter()
 
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        ctx_g = g._get_current_object()
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        # An earlier before_request hook (CSRF, rate limits) may have cut the request
-        # short before _start ran: the caller's id must still be echoed.
-        rid = _assign_request_id(ctx_g, req.environ)
-        response.headers["X-Request-ID"] = rid
-        if not request_log.isEnabledFor(logging.INFO):
-            return response
-        started = ctx_g.get("started")
-        duration_ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-        rule = req.url_rule
-        route = rule.rule if rule is not None else None
-        method, status = req.method, response.status_code
-        fields = {
-            "request_id": rid,
-            "method": method,
-            "route": route,
-            "status": status,
-            "duration_ms": round(duration_ms, 2),
-            "client_id": ctx_g.get("log_client_id"),
-            "user_id": ctx_g.get("log_user_id"),
-            "remote_addr": req.remote_addr,
-        }
-        message = f"{method} {route or '<unmatched>'} {status} {duration_ms:.1f}ms"
-        handler = _sole_json_handler()
-        if handler is None or not _write_json_line(handler, message, fields):
-            # The record is made and handled directly: Logger.info would first walk
-            # the stack to find the caller's file and line, which no format shows.
-            request_log.handle(
-                request_log.makeRecord(
-                    request_log.name, logging.INFO, __file__, 0, message, (), None, extra=fields
-                )
+def log_request(ctx_g: Any, req: Request, status: int, rid: str, seconds: float | None) -> None:
+    """Log the request's one line (``seconds``: None when it was cut short untimed)."""
+    if not request_log.isEnabledFor(logging.INFO):
+        return
+    duration_ms = seconds * 1000 if seconds is not None else 0.0
+    rule = req.url_rule
+    route = rule.rule if rule is not None else None
+    method = req.method
+    fields = {
+        "request_id": rid,
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_ms": round(duration_ms, 2),
+        "client_id": ctx_g.get("log_client_id"),
+        "user_id": ctx_g.get("log_user_id"),
+        "remote_addr": req.remote_addr,
+    }
+    message = f"{method} {route or '<unmatched>'} {status} {duration_ms:.1f}ms"
+    handler = _sole_json_handler()
+    if handler is None or not _write_json_line(handler, message, fields):
+        # The record is made and handled directly: Logger.info would first walk
+        # the stack to find the caller's file and line, which no format shows.
+        request_log.handle(
+            request_log.makeRecord(
+                request_log.name, logging.INFO, __file__, 0, message, (), None, extra=fields
             )
-        return response
+        )
 
 
 def _write_json_line(
