@@ -321,18 +321,25 @@ def _no_store(response: Response) -> None:
     response.headers["Pragma"] = "no-cache"
 
 
-def security_headers(app: Flask) -> Callable[[Response, str], None]:
-    """Return what adds this app's security headers to a response (HSTS over https)."""
+# The headers of a response that is not a page, in the order they are added.
+_NOSNIFF = ("X-Content-Type-Options", "nosniff")
+_NO_REFERRER = ("Referrer-Policy", "no-referrer")
+_HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+_NO_STORE = ("Cache-Control", "no-store")
+_API_PREFIXES = ("/oauth/", "/ifttt/")
+
+
+def response_headers(app: Flask) -> Callable[[Response, str, str], None]:
+    """Return what adds the security headers (HSTS over https), then X-Request-ID."""
     from .branding import image_origin
 
     hsts = str(app.config["ISSUER"]).startswith("https://")
     csp = content_security_policy(image_origin(app))
 
-    def add_security_headers(response: Response, path: str) -> None:
+    def add_page_headers(response: Response, path: str, request_id: str) -> None:
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")
-        # The raw header, not response.mimetype (which parses it on every call).
         if (headers.get("Content-Type") or "").startswith("text/html"):
             headers["Content-Security-Policy"] = csp
             headers["X-Frame-Options"] = "DENY"
@@ -341,11 +348,43 @@ def security_headers(app: Flask) -> Callable[[Response, str], None]:
             # Forms carry CSRF tokens and pages may show codes: never cache them.
             _no_store(response)
         if hsts:
-            headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        if path.startswith(("/oauth/", "/ifttt/")):
+            headers["Strict-Transport-Security"] = _HSTS[1]
+        if path.startswith(_API_PREFIXES):
             headers.setdefault("Cache-Control", "no-store")
+        headers["X-Request-ID"] = request_id
 
-    return add_security_headers
+    def add_response_headers(response: Response, path: str, request_id: str) -> None:
+        # Every header name read in one pass: each setdefault of an absent header
+        # scanned the list twice and raised (and caught) a BadRequestKeyError.
+        headers = response.headers
+        names: set[str] = set()
+        page = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "content-type" and lower not in names:
+                page = value.startswith("text/html")
+            names.add(lower)
+        # Pages, and a header this would replace rather than add, take the general
+        # path (same headers, same order).
+        if page or "x-request-id" in names or (hsts and "strict-transport-security" in names):
+            add_page_headers(response, path, request_id)
+            return
+        added = []
+        if "x-content-type-options" not in names:
+            added.append(_NOSNIFF)
+        if "referrer-policy" not in names:
+            added.append(_NO_REFERRER)
+        if hsts:
+            added.append(_HSTS)
+        if "cache-control" not in names and path.startswith(_API_PREFIXES):
+            added.append(_NO_STORE)
+        added.append(("X-Request-ID", request_id))
+        # Appended as one slice (Headers' own slice assignment, which still checks each
+        # value): extend() makes two generators and one add() call per header.
+        end = len(headers)
+        headers[end:end] = added
+
+    return add_response_headers
 
 
 def _json_error(

@@ -16,7 +16,7 @@ from flask import Response
 from flask import g
 from flask import request
 
-from .app_setup import security_headers
+from .app_setup import response_headers
 from .app_setup import uses_session
 from .extensions import csrf
 from .extensions import login_manager
@@ -29,7 +29,7 @@ from .metrics import observe_request
 def init_request_cycle(app: Flask) -> None:
     """Register the app-wide hooks: CSRF, request id, headers, log line, metrics."""
     csrf_methods = frozenset(app.config["WTF_CSRF_METHODS"])
-    add_security_headers = security_headers(app)
+    add_response_headers = response_headers(app)
     remember = login_manager._update_remember_cookie
 
     @app.before_request
@@ -46,11 +46,10 @@ def init_request_cycle(app: Flask) -> None:
         req = request._get_current_object()  # type: ignore[attr-defined]
         ctx_g = g._get_current_object()
         path = req.path
-        add_security_headers(response, path)
         # _begin may not have run (CSRF refused the request): the caller's id must
         # still be echoed.
         rid = assign_request_id(ctx_g, req.environ)
-        response.headers["X-Request-ID"] = rid
+        add_response_headers(response, path, rid)
         started = ctx_g.get("started")
         seconds = time.perf_counter() - started if started is not None else None
         status = response.status_code

@@ -276,3 +276,61 @@ def _multi(pairs):
     from werkzeug.datastructures import MultiDict
 
     return MultiDict(pairs)
+
+
+def test_json_response_carries_the_headers_in_order(http):
+    response = http.get("/healthz", headers={"X-Request-ID": "order-1"})
+    assert list(response.headers.items()) == [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(response.get_data()))),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Request-ID", "order-1"),
+    ]
+
+
+@pytest.mark.app_config(ISSUER="https://auth.example.com")
+def test_api_response_carries_hsts_and_no_store_in_order(app, http):
+    app.add_url_rule("/ifttt/plain", view_func=lambda: {"ok": True})
+    response = http.get(
+        "/ifttt/plain", headers={"X-Request-ID": "order-2"}, base_url="https://auth.example.com"
+    )
+    assert list(response.headers.items())[2:] == [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
+        ("Cache-Control", "no-store"),
+        ("X-Request-ID", "order-2"),
+    ]
+
+
+@pytest.mark.app_config(ISSUER="https://auth.example.com")
+def test_headers_a_view_sets_are_kept_or_replaced_as_before(app, http):
+    def own_headers():
+        return (
+            '{"ok": true}',
+            200,
+            {
+                "Content-Type": "application/json",
+                "x-content-type-options": "nosniff-too",
+                "Referrer-Policy": "same-origin",
+                "Cache-Control": "max-age=5",
+                "Strict-Transport-Security": "max-age=1",
+                "X-Request-ID": "from-the-view",
+            },
+        )
+
+    app.add_url_rule("/oauth/own-headers", view_func=own_headers)
+    response = http.get(
+        "/oauth/own-headers",
+        headers={"X-Request-ID": "caller-1"},
+        base_url="https://auth.example.com",
+    )
+    # Kept: a view's own choice; replaced: HSTS and the request id are ours.
+    assert response.headers.getlist("X-Content-Type-Options") == ["nosniff-too"]
+    assert response.headers.getlist("Referrer-Policy") == ["same-origin"]
+    assert response.headers.getlist("Cache-Control") == ["max-age=5"]
+    assert response.headers.getlist("Strict-Transport-Security") == [
+        "max-age=31536000; includeSubDomains"
+    ]
+    assert response.headers.getlist("X-Request-ID") == ["caller-1"]
