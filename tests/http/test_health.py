@@ -8,6 +8,7 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from flask import Flask
+from flask import jsonify
 from flask_migrate import upgrade
 
 from authserver import create_app
@@ -134,3 +135,12 @@ def test_endpoints_answer_503_in_their_shape_when_database_unreachable(other_app
     assert user_info.status_code == 503
     assert set(user_info.get_json()) == {"errors"}
     assert "database unavailable" in caplog.text
+
+
+def test_healthz_answers_jsonify_s_exact_response(app: Flask) -> None:
+    with app.test_request_context():
+        expected = jsonify(status="ok")
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 200
+    assert response.get_data() == expected.get_data()
+    assert response.headers["Content-Type"] == expected.headers["Content-Type"]
