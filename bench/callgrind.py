@@ -24,7 +24,7 @@ Usage::
     .venv/bin/python bench/callgrind.py                        # SQLite, both targets
     .venv/bin/python bench/callgrind.py --db both --requests 300
     .venv/bin/python bench/callgrind.py --target authserver --setting LOG_FORMAT=text
-    .venv/bin/python bench/callgrind.py --strip _observe       # without the metrics hook
+    .venv/bin/python bench/callgrind.py --strip _end           # without the after-request hook
     .venv/bin/python bench/callgrind.py --keep                 # keep the profiles
     callgrind_annotate --inclusive=yes <workdir>/<db>-authserver/cg.out.<n> | head -60
 
@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--strip",
         default="",
         help="comma-separated names of before/after-request hooks to remove from "
-        "authserver's app (e.g. _observe,_headers), to measure what each costs",
+        "authserver's app (e.g. _begin,_end), to measure what each costs",
     )
     parser.add_argument("--no-valgrind", action="store_true", help="only count statements")
     parser.add_argument("--workdir", type=Path, help="where to keep databases and profiles")
