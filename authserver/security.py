@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import secrets
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError
 from argon2.exceptions import VerificationError
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 # 32 random bytes = 256 bits, the entropy the issues ask of codes, tokens and secrets.
 TOKEN_BYTES = 32
@@ -66,35 +63,70 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
-def _successor_key(presented_token: str) -> bytes:
-    hkdf = HKDF(
+# A successor seed is exactly this long; anything else in the column is a v1 ciphertext.
+SUCCESSOR_SEED_BYTES = 32
+
+
+def new_successor_seed() -> bytes:
+    """Return the random seed a rotation stores to answer its grace-window replays."""
+    return secrets.token_bytes(SUCCESSOR_SEED_BYTES)
+
+
+def successor_pair(presented_token: str, seed: bytes) -> tuple[str, str]:
+    """Return the (access, refresh) pair a rotation issues, derived from its seed.
+
+    A rotation within a grace window derives its successor pair with HMAC-SHA256
+    keyed by the refresh token it rotates, over a random seed it stores. The
+    database then holds no usable token: the seed alone yields nothing, and only the
+    very token the client presents again can turn it back into the pair. The seed is
+    erased when the successor is first used or the window ends, as the AES-GCM
+    ciphertext that did this job before (v1) was.
+    """
+    key = presented_token.encode("utf-8", "surrogatepass")
+    return _derived(key, b"access", seed), _derived(key, b"refresh", seed)
+
+
+def recall_successor_pair(presented_token: str, stored: bytes) -> tuple[str, str] | None:
+    """Return the pair a rotation issued, from the seed (or v1 ciphertext) it stored.
+
+    Returns None when ``stored`` is a v1 ciphertext the token does not open.
+    """
+    if len(stored) == SUCCESSOR_SEED_BYTES:
+        return successor_pair(presented_token, stored)
+    return _open_v1_successor(presented_token, stored)
+
+
+def _derived(key: bytes, label: bytes, seed: bytes) -> str:
+    """Return a token of new_token()'s shape, derived from the key, label and seed."""
+    digest = hmac.new(key, b"authserver successor v2\x00" + label + b"\x00" + seed, "sha256")
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def _open_v1_successor(presented_token: str, sealed: bytes) -> tuple[str, str] | None:
+    """Decrypt a successor sealed before v2 (AES-GCM, key HKDF of the presented token).
+
+    Rows rotated by an earlier release keep their ciphertext until the successor's
+    first use (the google profile has no time limit), so reading it stays supported.
+    ``cryptography`` is imported only here: a worker that never meets a v1 row never
+    loads its 6 MiB.
+    """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key = HKDF(
         algorithm=hashes.SHA256(),
         length=32,
         salt=None,
         info=b"authserver refresh successor v1",
-    )
-    return hkdf.derive(presented_token.encode("utf-8"))
-
-
-def seal_successor(presented_token: str, payload: dict[str, Any]) -> bytes:
-    """Encrypt a successor token response under a key only the old token yields.
-
-    The database then never holds a usable token in plain text: decrypting needs
-    the very refresh token the client presents again during the grace window.
-    """
-    nonce = secrets.token_bytes(12)
-    plaintext = json.dumps(payload, separators=(",", ":")).encode()
-    return nonce + AESGCM(_successor_key(presented_token)).encrypt(nonce, plaintext, None)
-
-
-def open_successor(presented_token: str, sealed: bytes) -> dict[str, Any] | None:
-    """Decrypt a sealed successor; return None when the key does not fit."""
-    from cryptography.exceptions import InvalidTag
-
+    ).derive(presented_token.encode("utf-8"))
     try:
-        plaintext = AESGCM(_successor_key(presented_token)).decrypt(sealed[:12], sealed[12:], None)
+        plaintext = AESGCM(key).decrypt(sealed[:12], sealed[12:], None)
     except (InvalidTag, ValueError):
         return None
-    result = json.loads(plaintext)
-    # Sealed by seal_successor from a dict; anything else is not ours.
-    return result if isinstance(result, dict) else None
+    payload = json.loads(plaintext)
+    if not isinstance(payload, dict):
+        return None
+    access, refresh = payload.get("access_token"), payload.get("refresh_token")
+    return (access, refresh) if isinstance(access, str) and isinstance(refresh, str) else None

@@ -78,6 +78,8 @@ def gunicorn_mode(*, port: int, workers: int, env: dict[str, str]) -> ServerSpec
         "--workers",
         str(workers),
     ]
+    # The checkout being measured, not whichever one the venv's editable install names.
+    env = {**env, "PYTHONPATH": str(ROOT)}
     return ServerSpec(argv, env, f"authserver serve (gunicorn), {workers} workers")
 
 
@@ -108,7 +110,7 @@ def granian_mode(*, port: int, workers: int, env: dict[str, str]) -> ServerSpec:
         "--no-ws",
         "authserver.wsgi:app",
     ]
-    env = {**env, "PROMETHEUS_MULTIPROC_DIR": metrics}
+    env = {**env, "PROMETHEUS_MULTIPROC_DIR": metrics, "PYTHONPATH": str(ROOT)}
     return ServerSpec(argv, env, f"granian (WSGI, 1 blocking thread), {workers} workers")
 
 

@@ -83,3 +83,22 @@ def query_of(location: str) -> dict[str, str]:
 def basic_auth(client_id: str, secret: str) -> dict[str, str]:
     raw = f"{client_id}:{secret}".encode()
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+def seal_v1_successor(presented_token: str, payload: dict[str, Any]) -> bytes:
+    """Seal a successor as releases before the v2 seed did (AES-GCM, HKDF key).
+
+    Rows rotated by such a release keep this ciphertext until their window ends,
+    and the server must still replay from it.
+    """
+    import json
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"authserver refresh successor v1"
+    ).derive(presented_token.encode())
+    nonce = secrets.token_bytes(12)
+    return nonce + AESGCM(key).encrypt(nonce, json.dumps(payload).encode(), None)

@@ -117,7 +117,7 @@ def list_command(
 @tokens.command("purge")
 @json_option
 def purge(as_json: bool) -> None:
-    """Erase expired replay ciphertexts, dead codes and dead families (batched)."""
+    """Erase expired replay seeds, dead codes and dead families (batched)."""
     result = purge_service.purge()
     document = {
         "ciphertexts_erased": result.ciphertexts,

@@ -352,7 +352,11 @@ class RefreshToken(Model):
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     grace_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     replay_count: Mapped[int] = mapped_column(default=0)
-    # The successor's token response, sealed under a key derived from this token.
+    # What replays this token's rotation within its grace window: the 32-byte seed
+    # its successor pair was derived from with this token as the key (v2), or, for
+    # rows rotated before v2, that pair sealed with AES-GCM. Erased at first use of
+    # the successor or at the window's end. The column keeps its v1 name so that
+    # both releases read one column and no migration is needed.
     successor_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

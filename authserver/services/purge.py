@@ -1,4 +1,4 @@
-"""Purge: erase expired successor ciphertexts, dead codes and dead families."""
+"""Purge: erase expired successor seeds, dead codes and dead families."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ PURGE_BATCH = 500
 def purge(
     *, batch_size: int = PURGE_BATCH, retention: timedelta = timedelta(days=1)
 ) -> PurgeResult:
-    """Erase expired successor ciphertexts, dead codes and dead families, in batches.
+    """Erase expired successor seeds, dead codes and dead families, in batches.
 
     Each batch commits on its own, so the purge never holds long locks.
     A family is dead when revoked longer than ``retention`` ago, or when it has no

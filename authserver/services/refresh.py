@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -33,7 +32,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from .. import signals
-from ..clock import epoch
 from ..clock import utcnow
 from ..database import db
 from ..database import end_read_without_transaction
@@ -46,9 +44,10 @@ from ..models import TokenFamily
 from ..models import TokenPolicy
 from ..models import User
 from ..security import hash_token
+from ..security import new_successor_seed
 from ..security import new_token
-from ..security import open_successor
-from ..security import seal_successor
+from ..security import recall_successor_pair
+from ..security import successor_pair
 from .interfaces import ClientRules
 from .revocation import revoke_families
 from .statements import table
@@ -328,28 +327,22 @@ def _rotate(
     now: datetime,
 ) -> dict[str, Any] | None:
     """Claim the presented token and issue its successor; commit; None if it lost."""
-    # The successor pair is chosen and sealed first, so that one conditional UPDATE
-    # both claims the token and stores the sealed answer for grace-period replays.
-    access_raw, refresh_raw = new_token(), new_token()
+    # The successor pair is chosen first, so that one conditional UPDATE both claims
+    # the token and stores the seed that answers grace-period replays with the pair.
     expires_at = now + policy.access_lifetime if policy.access_lifetime else None
-    sealed = None
+    seed = None
     if policy.grace is None or policy.grace > timedelta(0):
-        sealed = seal_successor(
-            presented,
-            {
-                "access_token": access_raw,
-                "refresh_token": refresh_raw,
-                "expires_at": epoch(expires_at) if expires_at is not None else None,
-                "scope": scope.scope,
-            },
-        )
+        seed = new_successor_seed()
+        access_raw, refresh_raw = successor_pair(presented, seed)
+    else:
+        access_raw, refresh_raw = new_token(), new_token()
     claim = {
         "row_id": row.id,
         "parent_row_id": parent_id,
         "claimed_at": now,
         # NULL: the window ends only when the successor is first used (google).
         "grace_until": None if policy.grace is None else now + policy.grace,
-        "sealed": sealed,
+        "sealed": seed,
     }
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
@@ -416,7 +409,7 @@ def _replay(
     """Answer a rotated token within its window with the same successor.
 
     The successor refresh token is always the same one (the family never forks).
-    The access token is the sealed one, unless the policy wants a new one on every
+    The access token is the one the rotation issued, unless the policy wants a new one on every
     replay (google), or it was revoked (RFC 7009), expired, or the request needs
     another scope: then a fresh one is bound to the successor.
     """
@@ -460,36 +453,36 @@ def _replay(
         db.session.rollback()
         raise ScopeError("The requested scope exceeds the grant.")
     successor = db.session.execute(_SUCCESSOR_OF, {"row_id": row.id}).first()
-    # The successor's first use may have erased the ciphertext since the count: that
-    # race ends the window, and the answer is a plain refusal.
-    payload = open_successor(presented, successor[0]) if successor and successor[0] else None
-    if successor is None or payload is None:
+    # The successor's first use may have erased the seed since the count: that race
+    # ends the window, and the answer is a plain refusal.
+    pair = recall_successor_pair(presented, successor[0]) if successor and successor[0] else None
+    if successor is None or pair is None:
         db.session.rollback()
         raise GrantError("The refresh token is invalid or was already used.")
     successor_id = successor[1]
-    access_raw = payload["access_token"]
-    expires = payload.get("expires_at")
-    expires_at = datetime.fromtimestamp(expires, UTC) if expires else None
-    sealed_scope = payload.get("scope", row.scope)
-    access_revoked = db.session.scalar(
-        select(AccessToken.revoked_at).where(AccessToken.token_hash == hash_token(access_raw))
-    )
+    access_raw, refresh_raw = pair
+    access = db.session.execute(
+        select(AccessToken.revoked_at, AccessToken.expires_at, AccessToken.scope).where(
+            AccessToken.token_hash == hash_token(access_raw)
+        )
+    ).first()
     if (
         policy.fresh_access_on_replay
-        or access_revoked is not None
-        or (expires_at is not None and now >= expires_at)
-        or sealed_scope != scope.scope
+        or access is None  # purged, or deleted with its family's other rows
+        or access.revoked_at is not None
+        or (access.expires_at is not None and now >= access.expires_at)
+        or access.scope != scope.scope
     ):
         body = issue(
             FamilyRef(row.family_id, row.scope),
             policy,
             now,
             True,
-            reuse_refresh=(successor_id, payload["refresh_token"]),
+            reuse_refresh=(successor_id, refresh_raw),
             access_scope=scope.scope,
         )
     else:
-        body = token_response(access_raw, expires_at, payload["refresh_token"], sealed_scope, now)
+        body = token_response(access_raw, access.expires_at, refresh_raw, access.scope, now)
     db.session.commit()
     log.info("refresh replay within grace family=%s", row.family_id)
     signals.refresh_replayed.send()

@@ -86,9 +86,10 @@ def on_both_workers(server, credentials, token, status):
     The held request pins the worker that accepted it, so the other one
     answers the plain request sent meanwhile.
     """
-    held, body = held_introspection(server, *credentials, token)
+    caller_id, secret = credentials
+    held, body = held_introspection(server, caller_id, secret, token)
     with held:
-        assert introspect(server, *credentials, token).status_code == status
+        assert introspect(server, caller_id, secret, token).status_code == status
         held.sendall(body)
         assert status_of(held) == status
     deadline = time.monotonic() + LOG_WAIT

@@ -3,13 +3,16 @@ import hashlib
 import re
 
 from authserver import security
+from authserver.security import SUCCESSOR_SEED_BYTES
 from authserver.security import digests_equal
 from authserver.security import hash_password
 from authserver.security import hash_token
+from authserver.security import new_successor_seed
 from authserver.security import new_token
-from authserver.security import open_successor
-from authserver.security import seal_successor
+from authserver.security import recall_successor_pair
+from authserver.security import successor_pair
 from authserver.security import verify_password
+from tests.factories import seal_v1_successor
 
 
 def argon2_cost(encoded):
@@ -80,20 +83,34 @@ def test_verify_password_without_hash_is_false_even_for_any_password(verify_call
     assert len(verify_calls) == 3
 
 
-def test_sealed_successor_opens_only_with_the_presented_token():
-    payload = {"access_token": "at", "refresh_token": "rt", "expires_in": 3600}
-    sealed = seal_successor("old-refresh-token", payload)
-    assert b"access_token" not in sealed
-    assert open_successor("old-refresh-token", sealed) == payload
-    assert open_successor("another-token", sealed) is None
+def test_successor_pair_comes_back_only_from_the_same_token_and_seed():
+    seed = new_successor_seed()
+    assert len(seed) == SUCCESSOR_SEED_BYTES
+    access, refresh = successor_pair("old-refresh-token", seed)
+    assert access != refresh
+    assert recall_successor_pair("old-refresh-token", seed) == (access, refresh)
+    assert set(successor_pair("another-token", seed)).isdisjoint({access, refresh})
+    assert set(successor_pair("old-refresh-token", new_successor_seed())).isdisjoint(
+        {access, refresh}
+    )
+
+
+def test_successor_tokens_have_the_shape_of_new_tokens():
+    shape = re.compile(r"[A-Za-z0-9_-]{43}")
+    for token in (*successor_pair("t", new_successor_seed()), new_token()):
+        assert shape.fullmatch(token), token
+
+
+def test_v1_ciphertext_opens_only_with_the_presented_token():
+    payload = {"access_token": "at", "refresh_token": "rt", "expires_at": None, "scope": "ifttt"}
+    sealed = seal_v1_successor("old-refresh-token", payload)
+    assert recall_successor_pair("old-refresh-token", sealed) == ("at", "rt")
+    assert recall_successor_pair("another-token", sealed) is None
     tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
-    assert open_successor("old-refresh-token", tampered) is None
-    assert open_successor("old-refresh-token", b"short") is None
-
-
-def test_sealing_twice_gives_different_ciphertexts():
-    payload = {"access_token": "at"}
-    assert seal_successor("t", payload) != seal_successor("t", payload)
+    assert recall_successor_pair("old-refresh-token", tampered) is None
+    assert recall_successor_pair("old-refresh-token", b"short") is None
+    not_a_pair = seal_v1_successor("old-refresh-token", {"access_token": "at"})
+    assert recall_successor_pair("old-refresh-token", not_a_pair) is None
 
 
 def test_dummy_hash_uses_the_hashers_current_parameters():

@@ -1,4 +1,8 @@
-"""The serving entry point stays lean: admin-only libraries are not loaded in workers."""
+"""The serving entry point stays lean: admin-only libraries are not loaded in workers.
+
+`cryptography` (6 MiB resident) is loaded only to replay a successor sealed by an
+earlier release (tests/http/test_replay_seed.py shows a refresh never needs it).
+"""
 
 import json
 import subprocess
@@ -10,7 +14,7 @@ PROBE = """
 import json, sys
 from authserver.wsgi import app
 print(json.dumps({
-    "modules": sorted(m for m in ("alembic", "flask_migrate", "requests", "mako")
+    "modules": sorted(m for m in ("alembic", "flask_migrate", "requests", "mako", "cryptography")
                       if m in sys.modules),
     "commands": sorted(app.cli.commands),
 }))
