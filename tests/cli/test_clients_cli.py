@@ -269,6 +269,28 @@ def test_old_secret_use_is_audited_and_logged(
         assert len(events("secret.used_old")) == 2
 
 
+def test_old_secret_use_within_the_minute_not_audited_again_after_another_clients_rotation(
+    cli, user, oauth_client, client_secret, get_code, exchange
+):
+    """The rotation that makes a use "the first since" is this client's, no other's."""
+    with freeze_time(FROZEN) as frozen:
+        rotate(cli, overlap="1h")
+        frozen.tick(300)
+        assert_authenticates(get_code, exchange, user, oauth_client, client_secret)
+        frozen.tick(10)
+        rotate(cli, client_id="bystander-app", overlap="1h")
+        frozen.tick(10)
+        assert_authenticates(get_code, exchange, user, oauth_client, client_secret)
+        assert [e.created_at.isoformat() for e in events("secret.used_old")] == [
+            "2030-01-01T00:05:00+00:00"
+        ]
+        rows = json.loads(ok(cli, "clients", "secrets", "ifttt", "--json").stdout)
+    assert [(r["status"], r["last_used_at"]) for r in rows] == [
+        ("current", None),
+        ("previous", "2030-01-01T00:05:00Z"),
+    ]
+
+
 def test_rotation_audit_rows_never_hold_a_secret(
     cli, user, oauth_client, client_secret, get_code, exchange
 ):

@@ -5,6 +5,7 @@ import json
 import pytest
 from freezegun import freeze_time
 
+from authserver.services import users as user_service
 from tests.conftest import csrf_token_of
 from tests.factories import PASSWORD
 from tests.factories import authorize_url
@@ -151,6 +152,29 @@ def test_last_activity_ignores_revoked_grants(http, login_as, user, oauth_client
         assert "Last active 1 hour ago" in http.get("/account/apps").get_data(as_text=True)
         revoke_grants(user=user, oauth_client=oauth_client, reason="admin")
         assert "Last active" not in http.get("/account/apps").get_data(as_text=True)
+
+
+def test_last_activity_counts_only_the_users_own_grants(
+    http, login_as, user, oauth_client, client_secret, refresh
+):
+    """An earlier grant of another user (a lower family id), used later, is not this one's."""
+    bystander = user_service.require_user("bystander")
+    with freeze_time("2030-01-01T00:00:00+00:00") as frozen:
+        theirs = make_tokens(bystander, oauth_client)
+        frozen.tick(3600)
+        make_tokens(user, oauth_client)
+        frozen.tick(3600)
+        used = refresh(theirs["refresh_token"], oauth_client.client_id, client_secret)
+        assert used.status_code == 200
+        frozen.tick(3600)
+        login_as(user)
+        html = http.get("/account/apps").get_data(as_text=True)
+        assert "Last active 2 hours ago" in html
+        assert '<time datetime="2030-01-01T01:00:00Z">' in html
+        login_as(bystander)
+        html = http.get("/account/apps").get_data(as_text=True)
+        assert "Last active 1 hour ago" in html
+        assert '<time datetime="2030-01-01T02:00:00Z">' in html
 
 
 def test_switching_account_ends_the_previous_login_on_the_server(http, user):

@@ -22,12 +22,18 @@ from sqlalchemy import event
 from sqlalchemy import select
 
 from authserver.database import db
+from authserver.models import AuthorizationCode
+from authserver.models import Consent
 from authserver.models import TokenFamily
 from authserver.services import codes as code_service
+from tests.conftest import csrf_token_of
+from tests.factories import IFTTT_REDIRECT
+from tests.factories import authorize_url
 from tests.factories import basic_auth
 from tests.factories import make_oauth_client
 from tests.factories import make_tokens
 from tests.factories import make_user
+from tests.factories import query_of
 
 FROZEN = "2030-01-01T00:00:00+00:00"
 _families = TokenFamily.__table__.c
@@ -35,6 +41,7 @@ _families = TokenFamily.__table__.c
 CLAIM_REFRESH = "UPDATE refresh_tokens SET rotated_at"
 COUNT_REPLAY = "UPDATE refresh_tokens SET replay_count"
 NEW_FAMILY = "INSERT INTO token_families"
+NEW_CONSENT = "INSERT INTO consents"
 
 
 def _leading_statement(statement: str) -> str:
@@ -197,3 +204,27 @@ def test_replay_refused_when_family_revoked_meanwhile_between_live_families(
     assert replay.get_json()["error"] == "invalid_grant"
     reasons = committed(select(_families.revoke_reason).order_by(_families.id))
     assert reasons == [(None,), ("admin",), (None,)]
+
+
+def test_consent_approved_meanwhile_in_another_tab_still_gives_a_code(
+    app, http, committed, before_statement, login_as, user, oauth_client
+):
+    """The approval's INSERT meets the other tab's row: same outcome, no error."""
+    login_as(user)
+    url = authorize_url(oauth_client.client_id, state="st-race")
+    form = {"csrf_token": csrf_token_of(http.get(url).get_data(as_text=True)), "decision": "allow"}
+    other_tab = app.test_client()
+    other_tab.set_cookie("authserver_session", http.get_cookie("authserver_session").value)
+    other: list[Any] = []
+    before_statement(NEW_CONSENT, lambda: other.append(other_tab.post(url, data=form)))
+    late = http.post(url, data=form)
+    for response in (other[0], late):
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith(IFTTT_REDIRECT + "?")
+        assert set(query_of(response.headers["Location"])) == {"code", "state"}
+        assert query_of(response.headers["Location"])["state"] == "st-race"
+    consents = Consent.__table__.c
+    assert committed(select(consents.user_id, consents.oauth_client_id, consents.scope)) == [
+        (user.id, oauth_client.id, "ifttt")
+    ]
+    assert len(committed(select(AuthorizationCode.__table__.c.id))) == 2

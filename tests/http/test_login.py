@@ -376,6 +376,31 @@ def test_login_ends_on_the_server_after_its_lifetime(http, user):
         assert location_path(response).startswith("/login")
 
 
+def test_login_stays_ended_after_its_lifetime_while_the_cookie_is_fresh(http, user):
+    # A page seen an hour before the end re-signs the cookie for another twelve hours;
+    # the login still ends at its own time, and stays ended after it.
+    with freeze_time("2030-01-01T00:00:00+00:00") as frozen:
+        post_login(http, "walter", PASSWORD)
+        frozen.tick(11 * 3600)
+        assert http.get(APPS).status_code == 200
+        frozen.tick(2 * 3600)
+        response = http.get(APPS)
+        assert response.status_code == 302
+        assert location_path(response).startswith("/login")
+
+
+def test_password_change_ends_sessions_when_the_epoch_gains_a_digit(http, user):
+    """The epoch is compared as text, where "10" sorts before "9": only equality will do."""
+    for n in range(9):
+        user_service.set_password("walter", f"blue crystal number {n}")
+    post_login(http, "walter", "blue crystal number 8")
+    assert http.get(APPS).status_code == 200
+    user_service.set_password("walter", "a new password")
+    response = http.get(APPS)
+    assert response.status_code == 302
+    assert location_path(response).startswith("/login")
+
+
 def test_oldest_logins_end_past_the_per_user_cap(app, user):
     """Twenty logins of one user stay live (phones, browsers); the 21st ends the oldest."""
     browsers = [app.test_client() for _ in range(21)]

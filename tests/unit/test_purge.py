@@ -1,3 +1,4 @@
+import json
 from datetime import timedelta
 
 import pytest
@@ -60,6 +61,26 @@ def test_successor_ciphertext_kept_inside_grace_and_erased_at_its_end(user, oaut
         assert count(RefreshToken, rotated) == 0
         # The rotated row itself stays: presenting it again is still reuse detection.
         assert count(RefreshToken) == 2
+
+
+def test_successor_seed_erased_when_first_purged_long_after_its_grace(
+    cli, committed, user, oauth_client
+):
+    """No purge ran for a week: a seed whose grace ended days ago is erased all the same."""
+    with freeze_time(FROZEN) as frozen:
+        first = make_tokens(user, oauth_client)
+        refresh_service.refresh(first["refresh_token"], oauth_client=oauth_client)
+        frozen.tick(7 * DAY)
+        result = cli.invoke(args=["tokens", "purge", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "ciphertexts_erased": 1,
+        "codes_deleted": 0,
+        "families_deleted": 0,
+    }
+    seeds = select(RefreshToken.id).where(RefreshToken.successor_ciphertext.is_not(None))
+    assert committed(seeds) == []
+    assert len(committed(select(RefreshToken.id))) == 2
 
 
 def test_expired_code_deleted_one_retention_after_expiry_and_live_code_kept(user, oauth_client):
