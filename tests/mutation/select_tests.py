@@ -7,7 +7,8 @@ script, which finds the changed line by comparing with the pristine copy and run
 those tests with -x. A line that runs only at import (the module-level Core
 statements of services/refresh.py, for instance) is credited to no test, so for it
 the tests that execute any line using the names the statement defines are chosen;
-for a parameter's default, the tests that execute the function's body.
+for a parameter's default, the tests that execute the function's body (also when
+the import happened during a test, which coverage then credits with the line).
 Exit status is pytest's: 0 means the mutant survived.
 """
 
@@ -159,6 +160,20 @@ def users_of_statement(source: str, line: int) -> set[int] | None:
     return set()
 
 
+def lines_to_run(source: str, line: int) -> set[int]:
+    """The lines whose tests can tell a mutant of ``line`` apart.
+
+    Its statement's lines; and for a line that runs at import (a signature, a
+    module-level statement or decorator), the function's body or the lines that use
+    the names it defines. Always, not only when no test executed the line itself: a
+    module first imported during a test (services/sessions.py, imported by
+    create_app's blueprints) has its import-time lines credited to that one test,
+    which cannot tell the mutant apart.
+    """
+    lines = statement_lines(source, line) | body_of_signature(source, line)
+    return lines | (users_of_statement(source, line) or set())
+
+
 def main() -> int:
     where = mutated_line()
     if where is None:
@@ -178,12 +193,7 @@ def main() -> int:
         str(ROOT / relative),
     )
     source = (STATE / "pristine" / relative).read_text()
-    tests = node_ids(data, filename, statement_lines(source, line))
-    if not tests:
-        tests = node_ids(data, filename, body_of_signature(source, line))
-    if not tests:
-        users = users_of_statement(source, line)
-        tests = node_ids(data, filename, users or set())
+    tests = node_ids(data, filename, lines_to_run(source, line))
     if not tests:
         # Credited to no test: a module-level line whose names no test's code uses
         # (e.g. a type alias). It still runs at import, which is all that can tell
