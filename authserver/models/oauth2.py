@@ -49,7 +49,7 @@ class TokenPolicy:
     """The token rules in force for one client.
 
     ``grace`` None means "until the successor is first used" (no time bound); then
-    every replay also mints a fresh access token, since the sealed one may be old.
+    every replay also mints a fresh access token, since the rotation's may be old.
     """
 
     profile: str

@@ -204,7 +204,7 @@ def _check_policy(oauth_client: OAuth2Client) -> None:
         )
     grace, access = policy.grace, policy.access_lifetime
     if grace is not None and access and grace > access:
-        # A time-bounded replay hands back the sealed access token: it must still live.
+        # A time-bounded replay hands back the rotation's access token: it must still live.
         raise ValidationError(
             f"grace period ({int(grace.total_seconds())}s) must not exceed the access "
             f"token lifetime ({int(access.total_seconds())}s)"

@@ -25,7 +25,7 @@ from ..models import TokenFamily
 class PurgeResult:
     """What one purge removed."""
 
-    ciphertexts: int
+    ciphertexts: int  # successor seeds erased (the name of the CLI's JSON key)
     codes: int
     families: int
 

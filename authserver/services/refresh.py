@@ -102,9 +102,9 @@ _IS_PRESENTED = _refresh.id == bindparam("row_id")
 # A refresh token can be claimed (rotated) once, and never after its revocation.
 _CLAIMABLE = and_(_IS_PRESENTED, _refresh.rotated_at.is_(None), _refresh.revoked_at.is_(None))
 # One statement claims the presented token (if still unrotated) and erases its
-# parent's sealed successor, which is the presented token itself: once a successor
+# parent's successor seed (the presented token is that successor): once a successor
 # is used its parent can no longer replay, and a database copy plus the parent must
-# not decrypt the chain forward. RETURNING tells which of the two rows it touched,
+# not derive the chain forward. RETURNING tells which of the two rows it touched,
 # so the claim costs no extra round trip.
 _CLAIM_REFRESH = (
     update(table(RefreshToken))
@@ -131,7 +131,7 @@ _CLAIM_REFRESH = (
             (
                 _IS_PRESENTED,
                 cast(
-                    bindparam("sealed", type_=_refresh.successor_ciphertext.type),
+                    bindparam("seed", type_=_refresh.successor_ciphertext.type),
                     _refresh.successor_ciphertext.type,
                 ),
             ),
@@ -146,7 +146,7 @@ _CLAIM_REFRESH = (
 # claim and the two INSERTs took three (and BEGIN and COMMIT two more). The claim
 # and its consequences are data-modifying CTEs: the successor is inserted only from
 # the claimed row, so a claim that lost the race inserts nothing and returns no row;
-# the parent's ciphertext is erased only when the claim succeeded; and the UNIQUE
+# the parent's successor seed is erased only when the claim succeeded; and the UNIQUE
 # parent link still fails the whole statement. SQLite has no data-modifying CTEs.
 _claimed = (
     update(table(RefreshToken))
@@ -154,7 +154,7 @@ _claimed = (
     .values(
         rotated_at=typed("claimed_at", _refresh.rotated_at),
         grace_ends_at=typed("grace_until", _refresh.grace_ends_at),
-        successor_ciphertext=typed("sealed", _refresh.successor_ciphertext),
+        successor_ciphertext=typed("seed", _refresh.successor_ciphertext),
     )
     .returning(_refresh.id, _refresh.family_id)
     .cte("claimed")
@@ -342,7 +342,7 @@ def _rotate(
         "claimed_at": now,
         # NULL: the window ends only when the successor is first used (google).
         "grace_until": None if policy.grace is None else now + policy.grace,
-        "sealed": seed,
+        "seed": seed,
     }
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":

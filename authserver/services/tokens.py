@@ -86,7 +86,7 @@ def issue(
 
     Plain INSERTs rather than ORM objects: this runs on every code exchange and
     refresh, and nothing reads the new rows back in the same request.
-    ``new_tokens`` (access, refresh) lets a caller that sealed them beforehand
+    ``new_tokens`` (access, refresh) lets a caller that derived them beforehand
     choose the raw values. ``access_scope`` narrows the access token (RFC 6749 §6);
     the refresh token always keeps the family's scope.
     """
